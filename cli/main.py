@@ -1,0 +1,100 @@
+"""Entry point of the ``diqkd`` command: the top-level group and the mapping of errors to exits.
+
+Exit statuses, for scripts:
+  0  success (a key was produced, or the command did what it was asked)
+  1  internal error (a bug: please report it; set DIQKD_DEBUG=1 for the traceback)
+  2  bad input or configuration (the message names the file, field, row and value)
+  3  protocol abort (Bell test failed, verification failed, no positive key); report written
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from diqkd import __version__
+from diqkd.errors import ConfigError, InputError, ProtocolAbort
+
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_ABORT = 0, 1, 2, 3
+
+
+class DiqkdGroup(click.Group):
+    """A click group that turns diqkd's exceptions into one-paragraph messages and exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except (InputError, ConfigError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(EXIT_INPUT)
+        except ProtocolAbort as exc:
+            click.echo(f"protocol abort: {exc.reason}", err=True)
+            ctx.exit(EXIT_ABORT)
+        except OSError as exc:
+            # Unreadable input, unwritable output, disk full: the user's environment, not a bug.
+            click.echo(f"error: {exc.strerror or exc} ({exc.filename or 'no file name'})", err=True)
+            ctx.exit(EXIT_INPUT)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            if os.environ.get("DIQKD_DEBUG"):
+                traceback.print_exc()
+            click.echo(
+                f"internal error: {type(exc).__name__}: {exc} "
+                "(this is a bug in diqkd; set DIQKD_DEBUG=1 for the traceback)",
+                err=True,
+            )
+            ctx.exit(EXIT_INTERNAL)
+
+
+@click.group(cls=DiqkdGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="diqkd")
+def cli() -> None:
+    """diqkd: turn Bell-test records into certified device-independent QKD keys.
+
+    \b
+    Typical use:
+      diqkd run                         emulate a repeater link and process it (the default job)
+      diqkd run --alice A.h5 --bob B.h5 --protocol P.toml --out DIR
+      diqkd records inspect FILE...     what is in a record file
+      diqkd emulate --preset ustc-atoms-11km --rounds 1e6 --out DIR
+      diqkd keyrate --S 2.612 --qber 0.03 --rounds 1.2e6
+      diqkd audit verify REPORT --alice A.h5 --bob B.h5
+
+    Exit status: 0 ok, 1 internal error, 2 bad input or configuration, 3 protocol abort.
+    """
+
+
+def _register() -> None:
+    # Each command group lives in its own module; importing them here keeps this file the only
+    # place that knows the full command set.
+    from diqkd_cli import records as records_cmd
+
+    cli.add_command(records_cmd.records)
+    for name in ("emulate", "keyrate", "run", "audit"):
+        try:
+            module = __import__(f"diqkd_cli.{name}", fromlist=["command"])
+        except ModuleNotFoundError as exc:
+            if exc.name != f"diqkd_cli.{name}":
+                raise
+            continue
+        cli.add_command(module.command)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="diqkd")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
