@@ -84,7 +84,7 @@ def _schema(party: str) -> tuple[Column, ...]:
         raise InputError(f"unknown party {party!r}; expected 'alice' or 'bob'") from None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Records:
     """Columnar records of one party (numpy arrays of equal length), validated on construction.
 
@@ -199,6 +199,13 @@ class Records:
         if not parts:
             raise InputError("no records to concatenate")
         first = parts[0]
+        for p in parts[1:]:
+            if p.party != first.party or p.columns.keys() != first.columns.keys():
+                raise InputError(
+                    f"cannot concatenate records of different parties or column sets "
+                    f"({first.party}: {list(first.columns)}; {p.party}: {list(p.columns)})",
+                    file=p.source,
+                )
         cols = {k: np.concatenate([p.columns[k] for p in parts]) for k in first.columns}
         return Records(first.party, cols, first.metadata, source=first.source,
                        first_row=first.first_row)
@@ -219,38 +226,63 @@ def _coerce(values: Any, col: Column, source: str | None, first_row: int) -> np.
         bad = ~np.isfinite(arr) | (arr != np.round(arr))
         if bad.any():
             i = int(np.argmax(bad))
-            raise InputError(f"non-integer value in integer column ({col.dtype})",
+            what = "NaN" if np.isnan(arr[i]) else "non-integer value"
+            raise InputError(f"{what} in integer column ({col.dtype})",
                              file=source, field=col.name, row=first_row + i, value=arr[i].item())
         out = _checked_int_cast(arr, col, source, first_row)
     else:
         raise InputError(f"wrong dtype {arr.dtype}; expected {col.dtype}",
                          file=source, field=col.name)
-    if col.low is not None or col.high is not None:
-        bad = np.zeros(out.shape, dtype=bool)
-        if col.low is not None and out.dtype.kind == "i":
-            bad |= out < col.low
-        if col.high is not None:
-            bad |= out > col.high
-        if bad.any():
-            i = int(np.argmax(bad))
-            hi = "" if col.high is None else str(col.high)
-            raise InputError(f"value out of range [{col.low}, {hi}]", file=source,
-                             field=col.name, row=first_row + i, value=out[i].item())
+    _check_range(out, col, source, first_row)
     return out
 
 
-def _checked_int_cast(arr: np.ndarray, col: Column, source: str | None, first_row: int) -> np.ndarray:
+def _check_range(out: np.ndarray, col: Column, source: str | None, first_row: int) -> None:
+    """Vectorised bounds check: one min/max reduction per bound, locate the row only on failure."""
+    if not out.size:
+        return
+    low_bad = col.low is not None and out.dtype.kind == "i" and out.min() < col.low
+    high_bad = col.high is not None and out.max() > col.high
+    if not (low_bad or high_bad):
+        return
+    bad = np.zeros(out.shape, dtype=bool)
+    if low_bad:
+        bad |= out < col.low
+    if high_bad:
+        bad |= out > col.high
+    i = int(np.argmax(bad))
+    value = out[i].item()
+    if col.name == "t_ns" and value < 0:
+        message = "negative timestamp (t_ns must be >= 0)"
+    elif col.high is None:
+        message = f"value out of range (must be >= {col.low})"
+    else:
+        message = f"value out of range (allowed {col.low}..{col.high})"
+    raise InputError(message, file=source, field=col.name, row=first_row + i, value=value)
+
+
+def _checked_int_cast(
+    arr: np.ndarray, col: Column, source: str | None, first_row: int
+) -> np.ndarray:
     info = np.iinfo(col.dtype)
     if arr.size:
-        lo_bad = arr < info.min if arr.dtype.kind != "u" else np.zeros(arr.shape, bool)
-        hi_bad = arr > info.max
-        bad = lo_bad | hi_bad
-        if col.low is not None:
-            bad |= arr < col.low
-        if bad.any():
+        lo, hi = arr.min(), arr.max()
+        # Floats compare against the exclusive bound 2**bits (exact in float64); an inclusive
+        # comparison with info.max would round info.max up and let 2**64 through.
+        hi_bad = hi >= float(info.max) + 1 if arr.dtype.kind == "f" else hi > info.max
+        lo_bad = arr.dtype.kind != "u" and lo < max(info.min, col.low or 0)
+        if lo_bad or hi_bad:
+            bad = arr < info.min if arr.dtype.kind != "u" else np.zeros(arr.shape, bool)
+            bad |= arr >= float(info.max) + 1 if arr.dtype.kind == "f" else arr > info.max
+            if col.low is not None:
+                bad |= arr < col.low
             i = int(np.argmax(bad))
-            raise InputError(f"value out of range for {col.dtype}", file=source, field=col.name,
-                             row=first_row + i, value=arr[i].item())
+            value = arr[i].item()
+            if col.name == "t_ns" and value < 0:
+                message = "negative timestamp (t_ns must be >= 0)"
+            else:
+                message = f"value out of range for {col.dtype}"
+            raise InputError(message, file=source, field=col.name, row=first_row + i, value=value)
     return arr.astype(col.dtype)
 
 
@@ -299,6 +331,8 @@ def align(alice: Records, bob: Records, *, drop_unmatched: bool = False) -> Join
     if alice.party != "alice" or bob.party != "bob":
         raise InputError(f"align expects (alice, bob) records, got ({alice.party}, {bob.party})")
     ra, rb = alice["round"], bob["round"]
+    ia: slice | np.ndarray
+    ib: slice | np.ndarray
     if ra.shape == rb.shape and np.array_equal(ra, rb):
         ia = ib = slice(None)
         dropped_a = dropped_b = 0
