@@ -9,6 +9,7 @@ Exit statuses, for scripts:
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
@@ -22,8 +23,31 @@ from diqkd.errors import ConfigError, InputError, ProtocolAbort
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_ABORT = 0, 1, 2, 3
 
 
+#: Sub-commands and the module:attribute that defines each. Modules are imported only when their
+#: command runs (or --help lists them), so `diqkd records inspect` does not pay for scipy.stats,
+#: numba or matplotlib at start-up.
+COMMANDS: dict[str, str] = {
+    "run": "diqkd_cli.run:command",
+    "records": "diqkd_cli.records:records",
+    "emulate": "diqkd_cli.emulate:command",
+    "keyrate": "diqkd_cli.keyrate:command",
+    "audit": "diqkd_cli.audit:command",
+}
+
+
 class DiqkdGroup(click.Group):
-    """A click group that turns diqkd's exceptions into one-paragraph messages and exit codes."""
+    """A click group that loads its commands lazily and turns diqkd's exceptions into
+    one-paragraph messages and exit codes."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            module_name, attr = COMMANDS[cmd_name].split(":")
+            module = importlib.import_module(module_name)
+            self.add_command(getattr(module, attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -70,25 +94,6 @@ def cli() -> None:
 
     Exit status: 0 ok, 1 internal error, 2 bad input or configuration, 3 protocol abort.
     """
-
-
-def _register() -> None:
-    # Each command group lives in its own module; importing them here keeps this file the only
-    # place that knows the full command set.
-    from diqkd_cli import records as records_cmd
-
-    cli.add_command(records_cmd.records)
-    for name in ("emulate", "keyrate", "run", "audit"):
-        try:
-            module = __import__(f"diqkd_cli.{name}", fromlist=["command"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"diqkd_cli.{name}":
-                raise
-            continue
-        cli.add_command(module.command)
-
-
-_register()
 
 
 def main() -> None:
