@@ -10,60 +10,87 @@ privacy-amplified. With noisy preprocessing Alice flips her key-round bits with 
 Acceptance rule assumed by the proof (see :func:`max_losses`): the protocol accepts iff the
 number L of LOST test games satisfies  L <= gamma n (1 - omega_threshold). Counting losses (not
 wins) is what makes the affine min-tradeoff function below depend on the losses only, which keeps
-Max f - Min_Sigma f = f'(t)(2 + sqrt2)/4 small (the third-order term of [DF19] depends on it
+Max f - Min_Sigma f = f'(t)(2 + sqrt2)/4 small (the third-order term depends on it
 exponentially).
 
-Key length (all logs base 2), [AF18] Methods / [ARV19] Sec. 5, with the second-order term of
-Dupuis-Fawzi [DF19] in place of the original EAT's (alpha restricted to (1, 3/2)):
+Key length (all logs base 2), [AF18] Methods / [ARV19] Sec. 5 structure, EAT with the improved
+second-order term in place of the original EAT's:
 
-    H_min^{eps_s}(A|XYE) >= H_min^{e1}(A Bt|XYE) - H_max^{e2}(Bt|A XYE) - 3 g(e3),
-        eps_s = e1 + 2 e2 + e3 (chain rule [VDTR13] as in [AF18], who take all = eps_s/4; here
-        e1 = 0.97 eps_s, e2 = e3 = 0.01 eps_s since only e1 is divided by alpha - 1)
-    H_min^{e1}(A Bt|XYE)_{rho|Omega} >= n h - n (a-1)/(2-a) (ln2/2) V^2
-                                     - (g(e1) + a log(1/eps_EA)) / (a-1)
-                                     - n ((a-1)/(2-a))^2 K_a                          [DF19]
+    H_min^{eps_s}(A|XYE) >= H_min^{e1}(A Bt|XYE) - H_max^{e2}(Bt|A XYE) - 3 theta(e3)
+        (chain rule [VDTR13] as used in [AF18]); the smoothing parameters are combined as
+        e1 + e2 + e3 + max(e1, e2, e3) <= eps_s, which is valid whichever of the three carries
+        the factor 2 of the chain rule's "e + 2e' + e''" (that assignment could not be read
+        from the statement; [AF18] sidestep it with e1 = e2 = e3 = eps_s/4).
+    H_min^{e1}(A Bt|XYE)_{rho|Omega} >= n h - n b (ln2/2) V^2
+                                     - (theta(e1) + a log(1/eps_EA)) / (a-1) - n b^2 K_a
     H_max^{e2}(Bt|A XYE)_{rho|Omega} <= M, the (1 - eps_EA e2^2 / 2)-quantile of
-        Binomial(n, gamma) (see _hmax_test_outputs; [AF18] use the original EAT instead,
-        gamma n + 2 log(7) sqrt(1 - 2 log(e2 eps_EA)) sqrt(n), which is larger)
+        Binomial(n, gamma) (proved in :func:`_hmax_test_outputs`)
     ell = floor( H_min^{eps_s}(A|XYE) - leak_EC - 2 log(1/eps_PA) )              [TSSR11]
 
-where Bt_i = B_i in test rounds and "no-test" otherwise (|Bt_i| = 3, so the accumulated register
-A_i Bt_i has dimension d = 6), g(eps) = -log(1 - sqrt(1 - eps^2)), and h is
-the min-tradeoff function evaluated at the acceptance threshold. a = alpha in (1, 3/2).
+with b = (a-1)/(2-a), a = alpha in (1, 3/2), theta(eps) = log(2/eps^2),
+V = log(2 d^2 + 1) + sqrt(2 + Var_Sigma f), and
+K_a = (2-a)^3 / (6 (3-2a)^3 ln2) 2^{b (2 log d + Max f - Min_Sigma f)}
+      ln^3(2^{2 log d + Max f - Min_Sigma f} + e^2),
+where d = 6 = |A_i Bt_i| (Bt_i = B_i in test rounds, "no test" otherwise) and h is the
+min-tradeoff function at the acceptance threshold.
+
+Verification record (what the constants rest on)
+------------------------------------------------
+The theorem statements themselves could NOT be read: the stored copies of [DF19] (ar5iv
+1805.11652), [MFSR22] (ar5iv 2203.04989 and PMC11470903), [N22] (ar5iv 2109.14600) and [AF18]
+(nature.com) are truncated after the abstract / first section, and no other stored source quotes
+the statements first-hand. The GEAT statement used here is [MFSR22] Theorem 4.3, Eq. (4.4)
+(with Lemma 4.7 for the crossover min-tradeoff function and [DF19] Corollary IV.2 as the
+single-round bound inside its proof) as transcribed in a reading note of the paper (repository
+RoyalTeng/AI4QKD, docs/literature/GEAT-2024.md, section 4.2); the theorem numbers are from that
+note, not checked against the paper. The constants agree with three independent public
+implementations:
+
+* DF19 form, in Steffinlongo et al., arXiv 2409.17075, App. C, Eq. (C16) (repository
+  AnnaSteffinlongo/DIQKD-with-single-photons, finite_size_key.py): second order
+  n (a-1)(ln2/2) V^2, V = log(2 d^2 + 1) + sqrt(2 + Var f), third order n (a-1)^2 K with
+  K = 1/(6 (2-a)^3 ln2) 2^{(a-1)(log d + Max f - Min_Sigma f)} ln^3(2^{log d + Max f -
+  Min_Sigma f} + e^2), smoothing (theta(eps) + a log(1/eps_EA))/(a-1), theta = log(2/eps^2),
+  Var f = (2+sqrt2)/(4 gamma) (Delta g)^2 (worst case over the quantum set), the 3 theta chain
+  rule term and a separate EAT for H_max(Bt).
+* GEAT form ([MFSR22] arXiv 2203.04989v2), in perambluate/ZPConstr2CHSH
+  (ZPConstr2CHSH/finiteRateCalculator.py, written with beta = (a-1)/(2-a)) and in an
+  independent Julia module (FiniteSize.h_GEAT): the form above, with (a-1)/(2-a),
+  (2-a)^3/(3-2a)^3 and 2 log d, and Var/Min taken over Sigma ("Var_Sigma(f)",
+  ZPConstr2CHSH/minTradeoffProp).
+For every alpha in (1, 3/2) the GEAT-form penalty is at least the DF19-form penalty (termwise:
+(a-1)/(2-a) >= a-1, (2-a)^4 >= (3-2a)^3, 2 log d >= log d), so using it is conservative under
+either reading; theta(eps) = log(2/eps^2) >= -log(1 - sqrt(1 - eps^2)) likewise. The variance
+is the worst case over all quantum strategies (all three implementations do the same).
+
+Method "llr21" replaces the second-order term n b (ln2/2) V^2 (worst-case variance) by
+n T_alpha(f) of Liu et al. 2021 [LLR21] (see :func:`_llr21_T`; statement from a secondary source,
+not the default, not in METHODS).
 
 Epsilons (composition, [AF18] Methods "soundness"; [TSSR11] for the hashing step): the key is
 eps_sec-secret with eps_sec = 2 eps_s + eps_PA + eps_EA (either Pr[accept] < eps_EA, or the EAT
-bound holds for the state conditioned on acceptance, Theorem statements take p_Omega >= eps_EA),
-and eps_cor-correct with eps_cor from the verification hash; the protocol is
-(eps_sec + eps_cor)-sound.
-
-Honesty about sources: the stored copies of [DF19] and [MFSR22] that this module's author could
-read did not show the theorem statements themselves (only abstracts), so theorem and equation
-numbers for them are not given. The constants below are the author's reading of those papers,
-cross-checked against a public implementation of the same [AF18]-style analysis (Steffinlongo et
-al., arXiv 2409.17075, App. C: V = log(2 d^2 + 1) + sqrt(2 + Var f), Var f = f'^2 (2+sqrt2)/(4
-gamma), a 3-fold chain-rule smoothing term, (theta(eps) + alpha log(1/eps_EA))/(alpha - 1)).
-Where two forms were plausible the LARGER penalty was chosen: (alpha-1)/(2-alpha) instead of
-(alpha-1) in the second- and third-order terms, (2-a)^3/(3-2a)^3 instead of 1/(2-a)^3 in K_alpha,
-d = 6 instead of 4, alpha < 3/2. They must be checked against the published statements before a
-key is certified in production (see docs/security.md, "Open checks").
+bound holds for the state conditioned on acceptance), and eps_cor-correct with eps_cor from the
+verification hash; the protocol is (eps_sec + eps_cor)-sound.
 
 References
 ----------
 [AF18]   Arnon-Friedman et al., Nat Commun 9, 459 (2018).
 [ARV19]  Arnon-Friedman, Renner, Vidick, SIAM J. Comput. 48, 181 (2019), arXiv 1607.01797.
-[DFR20]  Dupuis, Fawzi, Renner, "Entropy accumulation", CMP 379, 867 (2020), arXiv 1607.01796
-         (original EAT; v = 2(log(1 + 2 d_O) + ceil(||grad f||)) sqrt(1 - 2 log(eps p))).
+[DFR20]  Dupuis, Fawzi, Renner, "Entropy accumulation", CMP 379, 867 (2020), arXiv 1607.01796.
 [DF19]   Dupuis, Fawzi, "Entropy accumulation with improved second-order term", IEEE TIT 65,
-         7596 (2019), arXiv 1805.11652 (main theorem with the improved second-order term).
+         7596 (2019), arXiv 1805.11652.
 [MFSR22] Metger, Fawzi, Sutter, Renner, "Generalised entropy accumulation", CMP 405, 261
-         (2024), arXiv 2203.04989 (GEAT, Theorem 4.3 as recalled; alpha in (1, 3/2)).
+         (2024), arXiv 2203.04989.
 [TSSR11] Tomamichel, Schaffner, Smith, Renner, IEEE TIT 57, 5524 (2011) (leftover hash lemma
          with quantum side information).
 [VDTR13] Vitanov, Dupuis, Tomamichel, Renner, IEEE TIT 59, 2603 (2013) (chain rules).
 [TMPE17] Tomamichel, Martinez-Mateo, Pacher, Elkouss, QIP 16, 280 (2017), Eq. (24)
          (finite-length EC leakage, normal approximation).
-[N22]    Nadlinger et al., Nature 607, 682 (2022), arXiv 2109.14600 (Methods).
+[N22]    Nadlinger et al., Nature 607, 682 (2022), arXiv 2109.14600.
+[SNC24]  Steffinlongo et al., arXiv 2409.17075 (App. C: the same [AF18]-style analysis).
+[LLR21]  Liu et al., "Device-independent randomness expansion against quantum side information"
+         (2021), Supplementary Theorem 2; as stated in Kamin, Arqand, George, Luetkenhaus, Tan,
+         arXiv 2406.10198, Theorem 1.
 """
 
 from __future__ import annotations
@@ -103,17 +130,26 @@ __all__ = [
     "optimal_gamma",
     "min_rounds",
     "smoothing_penalty",
+    "smoothing_theta",
 ]
 
 METHODS = ("eat2", "geat")
+# Methods accepted by finite_key_length. "llr21" (improved second-order term of Liu et al. 2021 as
+# stated in Kamin et al. 2025, Theorem 1; see _llr21_T) is not yet in METHODS because the CLI
+# lists METHODS for "--method all"; the lead decides when to expose it.
+ALL_METHODS = METHODS + ("llr21",)
+# Number of cells of [OMEGA_MIN, OMEGA_MAX] on which the infimum T_alpha is lower-bounded.
+_T_CELLS = 4000
 
 # Dimension of the register A_i Bt_i on which entropy is accumulated ([AF18]: A_i in {0,1},
 # Bt_i in {0, 1, no-test}).
 _D_ACC = 6
 # |Bt_i| for the max-entropy EAT on Bt ([AF18]: log(1 + 2 d_O) = log 7).
 _D_BT = 3
-# Fractions (e1, e2, e3) of eps_s in the chain rule, e1 + 2 e2 + e3 = 1 (see _bound_terms).
-_SPLIT = (0.97, 0.01, 0.01)
+# Fractions (e1, e2, e3) of eps_s in the chain rule. The chain rule combines its three smoothing
+# parameters as e + 2e' + e''; which of ours carries the 2 is not verified, so the split satisfies
+# e1 + e2 + e3 + max(e1, e2, e3) = 1, valid for every assignment (see _bound_terms).
+_SPLIT = (0.49, 0.01, 0.01)
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,11 +217,45 @@ class EpsilonBudget:
         e = eps_snd / 5.0
         return cls(eps_s=e, eps_pa=e, eps_ea=e, eps_cor=e, eps_complete=eps_complete)
 
+    @classmethod
+    def allocate(cls, eps_snd: float, eps_cor: float | None = None, pa_share: float = 0.01,
+                 eps_complete: float | None = 1e-2) -> EpsilonBudget:
+        """Split a total soundness budget to maximise the certified key (same composition).
+
+        The bound depends on eps_s and eps_EA only through theta(e1) + alpha log(1/eps_EA) ~
+        2 log(1/eps_s) + log(1/eps_EA) (divided by alpha - 1), while eps_sec charges 2 eps_s +
+        eps_EA; equal marginal cost per unit of budget gives eps_s = eps_EA. eps_PA only enters
+        as 2 log(1/eps_PA) bits and gets ``pa_share`` of the budget; eps_cor is set by the
+        verification tag (``eps_cor``; default ``pa_share`` of the budget). Then
+        2 eps_s + eps_pa + eps_ea + eps_cor = eps_snd (up to float rounding, never above).
+        """
+        if not (0.0 < eps_snd < 1.0):
+            raise ConfigError(f"eps_snd must lie in (0, 1), got {eps_snd!r}")
+        if not (0.0 < pa_share < 0.5):
+            raise ConfigError(f"pa_share must lie in (0, 1/2), got {pa_share!r}")
+        cor = pa_share * eps_snd if eps_cor is None else float(eps_cor)
+        pa = pa_share * eps_snd
+        rest = eps_snd - cor - pa
+        if not rest > 0.0:
+            raise ConfigError("eps_cor leaves no budget for secrecy")
+        e = rest / 3.0 * (1.0 - 1e-12)  # 2 eps_s + eps_ea = rest, rounded down
+        return cls(eps_s=e, eps_pa=pa, eps_ea=e, eps_cor=cor, eps_complete=eps_complete)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.update(eps_sec=self.eps_sec, eps_snd=self.eps_snd,
                  composition="eps_sec = 2 eps_s + eps_pa + eps_ea; eps_snd = eps_sec + eps_cor")
         return d
+
+
+def smoothing_theta(eps: float) -> float:
+    """theta(eps) = log2(2 / eps^2), the smoothing term used in the bound.
+
+    Two forms appear in the implementations the constants were checked against: log(2/eps^2)
+    ([SNC24] Eq. (C16); FiniteSize.h_GEAT) and -log(1 - sqrt(1 - eps^2)) (ZPConstr2CHSH). Since
+    1 - sqrt(1 - x) >= x/2, log(2/eps^2) is the larger, hence the conservative choice.
+    """
+    return 1.0 - 2.0 * math.log2(eps)
 
 
 def smoothing_penalty(eps: float) -> float:
@@ -415,6 +485,14 @@ class _Tradeoff:
         dk = d_noisy_domega(w, self.p) if self.p > 0 else dg_domega(w)
         return (1.0 - self.gamma) * dk + self.gamma * dg_domega(w)
 
+    @property
+    def cells(self) -> tuple[np.ndarray, np.ndarray]:
+        """Grid omega_0 = OMEGA_MIN < ... < omega_N = OMEGA_MAX and r on it (cached)."""
+        if not hasattr(self, "_cells"):
+            w = np.linspace(OMEGA_MIN, OMEGA_MAX, _T_CELLS + 1)
+            self._cells = (w, np.array([self.r(float(x)) for x in w]))
+        return self._cells
+
     def valid(self, t: float, r_t: float, s: float) -> bool:
         if self.p == 0.0:
             return True  # g convex on [3/4, OMEGA_MAX], max(0, g) convex: tangents lie below.
@@ -441,15 +519,15 @@ def _bound_terms(
     x_lose = min(gamma * (1.0 - OMEGA_MIN), 0.5)
     var_f = (s / gamma) ** 2 * x_lose * (1.0 - x_lose)
     spread = s * (1.0 - OMEGA_MIN)  # Max f - Min_Sigma f = s (2 + sqrt2)/4
-    # Smoothing split of the chain rule [VDTR13] as used in [AF18]: eps_s = e1 + 2 e2 + e3 with
-    # H_min^{e1}(A Bt), H_max^{e2}(Bt|...), and 3 g(e3). [AF18] take e1 = e2 = e3 = eps_s/4; the
-    # e1 term is divided by (alpha - 1), the others are nearly free, so most goes to e1.
+    # Smoothing split of the chain rule [VDTR13] as used in [AF18]: H_min^{e1}(A Bt),
+    # H_max^{e2}(Bt|...), 3 theta(e3), with e1 + e2 + e3 + max(e1, e2, e3) = eps_s (valid for
+    # any placement of the chain rule's factor 2). Only e1 is divided by alpha - 1, so it gets
+    # the largest share.
     e1, e2, e3 = _SPLIT[0] * eps.eps_s, _SPLIT[1] * eps.eps_s, _SPLIT[2] * eps.eps_s
     a = alpha
     d = _D_ACC
-    # Constants of [DF19] (second-order statement) as read by the author; GEAT [MFSR22] uses the
-    # same form with alpha < 3/2, and here the larger of the two candidate constants for V and
-    # K_alpha (log(2 d^2 + 1) and 2 log d) -- see module docstring.
+    # Second- and third-order constants in the GEAT form, which dominates the DF19 form for every
+    # alpha in (1, 3/2) (module docstring, "Verification record"); both methods use them.
     V = math.sqrt(var_f + 2.0) + math.log2(2.0 * d * d + 1.0)
     x = 2.0 * math.log2(d) + spread
     b = (a - 1.0) / (2.0 - a)
@@ -459,15 +537,20 @@ def _bound_terms(
     ln_term = np.logaddexp(x * math.log(2.0), 2.0)  # ln(2^x + e^2)
     K = (2.0 - a) ** 3 / (6.0 * (3.0 - 2.0 * a) ** 3 * math.log(2.0)) * 2.0**log2_pref * ln_term**3
     hmax_excess = _hmax_test_outputs(n, gamma, e2, eps.eps_ea) - gamma * n
+    if method == "llr21":
+        T, w_star = _llr21_T(trade, gamma, t, r_t, s, b, math.log2(2.0 * d * d + 1.0))
+        second = n * T
+    else:
+        second = -n * b * (math.log(2.0) / 2.0) * V * V
     terms = {
         "entropy_first_order": n * h,
-        "eat_second_order": -n * b * (math.log(2.0) / 2.0) * V * V,
-        "eat_smoothing_and_acceptance": -(smoothing_penalty(e1)
+        "eat_second_order": second,
+        "eat_smoothing_and_acceptance": -(smoothing_theta(e1)
                                           + a * math.log2(1.0 / eps.eps_ea)) / (a - 1.0),
         "eat_third_order": -n * b * b * K,
         "hmax_test_outputs_first_order": -gamma * n,
         "hmax_test_outputs_second_order": -hmax_excess,
-        "chain_rule": -3.0 * smoothing_penalty(e3),
+        "chain_rule": -3.0 * smoothing_theta(e3),
         "leak_ec": -float(leak),
         "privacy_amplification": -2.0 * math.log2(1.0 / eps.eps_pa),
     }
@@ -484,14 +567,62 @@ def _bound_terms(
         "V": V,
         "K_alpha": K,
     }
+    if method == "llr21":
+        params.update(T_alpha=T, T_alpha_argmin_omega=w_star)
     return math.fsum(terms.values()), terms, params
+
+
+def _llr21_T(trade: _Tradeoff, gamma: float, t: float, r_t: float, s: float, b: float,
+             log_term: float) -> tuple[float, float]:
+    """Rigorous lower bound on T_alpha(f) of the improved second-order term; returns (T, omega*).
+
+    Liu et al. 2021 [LLR21] (Supplementary Theorem 2), as stated in Kamin, Arqand, George,
+    Luetkenhaus, Tan, arXiv 2406.10198, Theorem 1 (Eqs. (10)-(11)):
+
+        H_alpha^up(A^n|E_n)_{rho|Omega} >= n h + n T_alpha(f)
+                                           - alpha/(alpha-1) log(1/Pr[Omega]) - n b^2 K(alpha),
+        T_alpha(f) = inf_{p in Q} [rate(p) - f(p) - b (ln2/2) (log(1 + 2 d) + sqrt(2 + Var_p f))^2],
+
+    b = (alpha-1)/(2-alpha), Q the achievable (quantum) statistics, d = |A_i| for classical A_i,
+    K(alpha) the K' of [MFSR22] Theorem 4.3. With H_min^eps >= H_alpha^up - theta(eps)/(alpha-1)
+    ([DFR20] Lemma B.10, as cited in [MFSR22]) this gives the smooth min-entropy bound used in
+    :func:`_bound_terms`. ``log_term`` is passed as log(2 d^2 + 1) (the constant of [MFSR22]
+    Theorem 4.3, larger than the log(1 + 2 d) of the transcription): the larger of the two
+    readings.
+    SOURCE CAVEAT: the statement above is taken from a reading note of arXiv 2406.10198
+    (repository RoyalTeng/AI4QKD, docs/literature/Kamin-2025 memo, section 4.2), not from the
+    paper or from [LLR21] itself; it must be checked against them before certifying keys.
+    Here p is fixed by omega (the winning probability): Pr[lose] = x = gamma (1 - omega),
+    Pr[no test] = 1 - gamma, so f(p) = G(omega) = r(t) + s (omega - t) and
+    Var_p f = (s/gamma)^2 x (1 - x), omega in [OMEGA_MIN, OMEGA_MAX].
+
+    The infimum over the continuum is bounded from below cell by cell on a fixed grid: on
+    [a, c] the penalty is at most its value at the largest x(1-x) (x = gamma (1 - a), capped at
+    1/2), and the slack r - G is at least 0 if t is in the cell, else its value at the endpoint
+    nearest t (r - G is convex for p = 0: r = max(0, g) is convex). For noisy preprocessing
+    (p > 0) r need not be convex and the slack is bounded below by 0 (no gain from it).
+    """
+    w, rw = trade.cells
+    a, c = w[:-1], w[1:]
+    x_hi = np.minimum(gamma * (1.0 - a), 0.5)
+    var_hi = (s / gamma) ** 2 * x_hi * (1.0 - x_hi)
+    pen = b * (math.log(2.0) / 2.0) * (log_term + np.sqrt(2.0 + var_hi)) ** 2
+    if trade.p == 0.0:
+        gap_a = rw[:-1] - (r_t + s * (a - t))
+        gap_c = rw[1:] - (r_t + s * (c - t))
+        slack = np.where(c < t, gap_c, np.where(a > t, gap_a, 0.0))
+        slack = np.maximum(slack, 0.0)  # f <= r on Q (tangent of a convex function)
+    else:
+        slack = np.zeros_like(a)
+    vals = slack - pen
+    i = int(np.argmin(vals))
+    return float(vals[i]), float(a[i])
 
 
 def _hmax_test_outputs_eat(n: int, eps: float, eps_ea: float) -> float:
     """Second-order term of the original EAT for H_max(Bt|A X Y E) ([AF18] Methods, [DFR20]
     with a constant max-tradeoff function): 2 log(7) sqrt(1 - 2 log(eps eps_EA)) sqrt n.
-    Kept for comparison; :func:`_hmax_test_outputs` is never larger in the regimes of interest
-    and both are valid, so the smaller is used."""
+    Kept for comparison only (constants as recalled, not verified; not used in the bound)."""
     return 2.0 * math.log2(1.0 + 2.0 * _D_BT) * math.sqrt(1.0 - 2.0 * math.log2(eps * eps_ea)) \
         * math.sqrt(n)
 
@@ -508,12 +639,13 @@ def _hmax_test_outputs(n: int, gamma: float, eps: float, eps_ea: float) -> float
     Pr[Binomial(n, gamma) > M] <= eps_EA eps^2 / 2, is a sub-normalised state at purified distance
     <= sqrt(2 mu) <= eps (generalised fidelity of a classical cut), and on the rest Bt takes at
     most 2^M values given T, so H_max^eps(Bt|A X Y E)_{rho|Omega} <= M.
-    This replaces the original-EAT bound gamma n + 2 log 7 sqrt(1 - 2 log(eps eps_EA)) sqrt(n) of
-    [AF18] whenever it is smaller (the minimum of two valid bounds is used).
+    (Bt has at most 2^n values in any case, so the bound is also capped at n.) The original-EAT
+    bound of [AF18] (:func:`_hmax_test_outputs_eat`) is larger in every regime checked and its
+    constants were not verified, so it is not used.
     """
     log_mu = math.log(eps_ea) + 2.0 * math.log(eps) - math.log(2.0)
     M = _binomial_upper_quantile(n, gamma, log_mu)
-    return float(min(M, gamma * n + _hmax_test_outputs_eat(n, eps, eps_ea), n))
+    return float(min(M, n))
 
 
 def _kl(q: float, p: float) -> float:
@@ -584,10 +716,12 @@ def finite_key_length(
     eps
         :class:`EpsilonBudget`; the result is eps.eps_sec-secret and eps.eps_cor-correct.
     method
-        ``"eat2"``: EAT with the improved second order of [DF19] (alpha in (1, 3/2));
-        ``"geat"``: the generalised EAT [MFSR22] (alpha in (1, 3/2)); applied here to
-        the same registers A_i Bt_i and with the same (larger) constants, so it never exceeds
-        eat2 -- see the module docstring.
+        ``"eat2"``: EAT with the improved second order of [DF19], evaluated with the GEAT-form
+        constants of [MFSR22] Theorem 4.3, which dominate the DF19 form (alpha in (1, 3/2));
+        ``"geat"``: [MFSR22] Theorem 4.3 on the same registers A_i Bt_i -- identical to eat2
+        here (module docstring). ``"llr21"``: the improved second-order term of [LLR21]
+        (:func:`_llr21_T`), in ``ALL_METHODS`` but not in ``METHODS``; its statement comes from
+        a secondary source and must be checked before it certifies production keys.
     p_noise
         Noisy-preprocessing flip probability of Alice's key-round bits [HLC20].
     tangent_point, alpha
@@ -604,8 +738,8 @@ def finite_key_length(
     """
     n = _check_n(n)
     gamma = _check_gamma(gamma)
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}; expected one of {METHODS}")
+    if method not in ALL_METHODS:
+        raise ConfigError(f"unknown method {method!r}; expected one of {ALL_METHODS}")
     w = float(omega_threshold)
     if math.isnan(w) or not (0.0 <= w <= 1.0):
         raise ConfigError(f"omega_threshold must lie in [0, 1], got {omega_threshold!r}")
