@@ -122,6 +122,15 @@ class LdpcCode:
         csum = np.concatenate(([0], np.cumsum(edge_vals, dtype=np.int64)))
         return ((csum[self.check_ptr[1:]] - csum[self.check_ptr[:-1]]) & 1).astype(np.uint8)
 
+    def girth(self, limit: int = 1 << 30) -> int:
+        """Exact girth of the Tanner graph (`limit` if no shorter cycle); BFS, n <= ~2e4.
+
+        Long library codes record their construction girth in ``meta["girth"]`` instead.
+        """
+        from .peg import girth as _girth  # numba kernel, imported on first use
+
+        return _girth(self, limit)
+
     def to_dense(self) -> np.ndarray:
         """Dense m x n uint8 matrix (small codes only)."""
         H = np.zeros((self.m, self.n), dtype=np.uint8)
