@@ -1,0 +1,839 @@
+"""Rate-adaptive one-way syndrome reconciliation between two roles, with verification.
+
+Outline (details and the security argument for each leakage item: docs/reconciliation.md):
+
+1. Bob (who knows the public per-bit error probabilities) computes the *plan* and sends it
+   (``ec-plan``, 0 leaked bits): a public permutation seed, the mother code (digest), the frame
+   sizes, and for every frame the number ``p`` of punctured and ``s`` of shortened positions.
+   The permutation spreads key and test rounds evenly over the frames.
+2. Alice checks the plan, draws a fresh public hash key (``ec-hash-key``, 0 bits) and, per frame,
+   builds a codeword-length vector: payload positions carry her (permuted) bits, shortened
+   positions the public value 0, punctured positions fresh *secret* random bits. She sends its
+   syndrome (``ec-syndrome``, ``m - p`` bits: the punctured columns have disjoint check supports,
+   so ``p`` syndrome bits are one-time padded by her random bits) and the truncated polynomial hash
+   of the frame payload (``ec-tag``, ``t`` bits).
+3. Bob decodes all frames in parallel (layered BP, per-bit prior LLRs). For a frame whose decoded
+   vector satisfies the syndrome he compares the tag once: equal -> verified. He announces the
+   outcome per frame (``ec-verdict``, 1 bit per frame counted).
+4. Blind mode: for a frame that did not decode Alice reveals some of her punctured pad bits
+   (``ec-reveal``, 1 bit each) and Bob decodes again. When no pad bit is left (or in the fixed and
+   adaptive modes at once), a failed frame is handled by ``on_failure``: ``"reveal"`` -> Alice
+   reveals the frame payload in the clear (all its bits counted as leakage) so that the run goes on
+   with a frame that contributes no key; ``"fail"`` -> the frame is marked not verified and its
+   output bits are zeros (the pipeline then aborts).
+
+Every message goes through ``transcript.send``; the itemised :class:`Leakage` equals the sum of
+their ``leak_bits``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from diqkd.transcript import Message
+
+from .code import LdpcCode
+from .decoder import ALGORITHMS, LLR_KNOWN, decode, llr_from_error_prob
+from .leakage import Leakage, h2
+from .verify import TagSpec, poly_hash, tag_spec
+
+__all__ = [
+    "AliceReconciler",
+    "BobReconciler",
+    "ReconciliationConfig",
+    "ReconciliationResult",
+    "punctured_order",
+    "reconcile",
+]
+
+MODES = ("fixed", "adaptive", "blind")
+ON_FAILURE = ("reveal", "fail")
+PROTOCOL_VERSION = "diqkd-ec-v1"
+_BATCH = 64  # frames per decoder call (bounds memory: 64 x n LLRs)
+
+
+# ------------------------------------------------------------------------------------------------
+# configuration
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReconciliationConfig:
+    """Settings of the reconciliation stage (the ``[ec]`` table of a protocol file).
+
+    family
+        Code family passed to :func:`diqkd.reconciliation.codes.get_code`.
+    frame_length
+        Wanted mother-code length n; the nearest length the library has is used (shorter when the
+        string is short).
+    decoder
+        ``"sum-product"`` or ``"min-sum"`` (``ms_scaling`` normalises, ``ms_offset`` offsets).
+    max_iterations
+        Layered BP iterations per decoding attempt.
+    rate_adaptation
+        ``"fixed"``: mother code as is (only the padding of the frames is shortened);
+        ``"adaptive"``: puncturing/shortening of ``modulation * n`` positions per frame to hit
+        ``efficiency`` (Elkouss, Martinez-Mateo, Martin, QIC 11, 226 (2011));
+        ``"blind"``: start at ``blind_start_efficiency`` and reveal punctured bits in steps of
+        ``blind_step`` (in units of f) until the frame decodes (Martinez-Mateo et al., QIC 12, 791
+        (2012)).
+    efficiency
+        Target f = leak / (sum_i h(p_i)) of the syndrome: the operating point in adaptive mode,
+        the ceiling in blind mode (the mother code is the one with the smallest m >= efficiency
+        * frame entropy, so blind rounds can go up to about this f before the fallback).
+    modulation
+        Fraction delta of the code positions that are punctured or shortened (adaptive, blind).
+    blind_start_efficiency, blind_step
+        Blind mode: starting f, and the f increment revealed per failed attempt.
+    on_failure
+        ``"reveal"`` (reveal failed frames in the clear, counted) or ``"fail"`` (mark them).
+    eps_cor
+        Correctness error of the whole reconciled string; sets the tag length.
+    code_seed
+        Seed of the code construction (part of the code's identity).
+    code_rate
+        Pin the mother-code rate (0 = choose automatically: the smallest syndrome length m >=
+        efficiency * frame entropy, i.e. the least puncturing).
+    threads
+        Decoder threads; 0 = all cores.
+    """
+
+    family: str = "peg-irregular"
+    frame_length: int = 100_000
+    decoder: str = "sum-product"
+    ms_scaling: float = 0.8
+    ms_offset: float = 0.0
+    max_iterations: int = 100
+    rate_adaptation: str = "blind"
+    efficiency: float = 1.25
+    modulation: float = 0.1
+    blind_start_efficiency: float = 1.05
+    blind_step: float = 0.02
+    on_failure: str = "reveal"
+    eps_cor: float = 1e-10
+    code_seed: int = 0
+    code_rate: float = 0.0
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        def bad(msg: str) -> None:
+            raise ValueError(msg)
+
+        if not isinstance(self.family, str) or not self.family:
+            bad("family must be a non-empty string")
+        if int(self.frame_length) < 16:
+            bad("frame_length must be >= 16")
+        if self.decoder not in ALGORITHMS:
+            bad(f"decoder must be one of {ALGORITHMS}, not {self.decoder!r}")
+        if not 0.0 < self.ms_scaling <= 1.0:
+            bad("ms_scaling must be in (0, 1]")
+        if self.ms_offset < 0.0:
+            bad("ms_offset must be >= 0")
+        if int(self.max_iterations) < 1:
+            bad("max_iterations must be >= 1")
+        if self.rate_adaptation not in MODES:
+            bad(f"rate_adaptation must be one of {MODES}, not {self.rate_adaptation!r}")
+        if not 1.0 <= self.efficiency <= 3.0:
+            bad("efficiency must be in [1, 3]")
+        if not 0.0 <= self.modulation < 0.5:
+            bad("modulation must be in [0, 0.5)")
+        if not 0.5 <= self.blind_start_efficiency <= self.efficiency:
+            bad("blind_start_efficiency must be in [0.5, efficiency]")
+        if not 0.0 < self.blind_step <= 1.0:
+            bad("blind_step must be in (0, 1]")
+        if self.on_failure not in ON_FAILURE:
+            bad(f"on_failure must be one of {ON_FAILURE}, not {self.on_failure!r}")
+        if not 0.0 < self.eps_cor < 1.0:
+            bad("eps_cor must be in (0, 1)")
+        if not (self.code_rate == 0.0 or 0.0 < self.code_rate < 1.0):
+            bad("code_rate must be 0 (automatic) or in (0, 1)")
+        if int(self.threads) < 0:
+            bad("threads must be >= 0 (0 = all cores)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------------------------------
+# codes and positions
+# ------------------------------------------------------------------------------------------------
+CodeSource = Sequence[LdpcCode] | Callable[[ReconciliationConfig, int], Sequence[LdpcCode]]
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A mother code that may be used, loaded only when chosen (PEG codes take time to build)."""
+
+    n: int
+    m: int
+    load: Callable[[], LdpcCode]
+
+
+def _library_candidates(config: ReconciliationConfig, payload_bits: int) -> list[_Candidate]:
+    """Mother codes of the configured family at the library length nearest to the request."""
+    from . import codes as lib  # the code library
+
+    specs = lib.available_codes()
+    lengths = sorted({int(s.n) for s in specs})
+    if not lengths:
+        raise LookupError("the code library has no codes")
+    want = int(config.frame_length)
+    n = min(lengths, key=lambda x: (abs(math.log(x / want)), x))
+    # a short string: the smallest length that holds it in one frame (after modulation)
+    fits = [x for x in lengths if x * (1 - config.modulation) >= payload_bits]
+    if fits and min(fits) < n:
+        n = min(fits)
+    rates = sorted({float(s.rate) for s in specs if int(s.n) == n})
+    family = config.family
+
+    def loader(r: float) -> Callable[[], LdpcCode]:
+        return lambda: lib.get_code(r, n, seed=config.code_seed, family=family)
+
+    return [_Candidate(n=n, m=n - int(round(r * n)), load=loader(r)) for r in rates]
+
+
+def _resolve_codes(source: CodeSource | None, config: ReconciliationConfig, bits: int
+                   ) -> list[_Candidate]:
+    if source is None:
+        return _library_candidates(config, bits)
+    codes = list(source(config, bits)) if callable(source) else list(source)
+    def const(c: LdpcCode) -> Callable[[], LdpcCode]:
+        return lambda: c
+
+    return [_Candidate(n=c.n, m=c.m, load=const(c)) for c in codes]
+
+
+def _pick_code(cands: list[_Candidate], info: dict[str, Any]) -> LdpcCode:
+    """The plan's code among this party's candidates, checked by digest."""
+    for c in cands:
+        if c.n == info["n"] and c.m == info["m"]:
+            code = c.load()
+            if code.digest == info["digest"]:
+                return code
+    raise ValueError(f"plan names code {info['digest'][:16]}... which this party does not have")
+
+
+_ORDER_CACHE: dict[tuple[str, int], np.ndarray] = {}
+
+
+def punctured_order(code: LdpcCode, seed: int = 0) -> np.ndarray:
+    """Positions that may be punctured together: no two share a check ("untainted" puncturing).
+
+    Greedy over variables by increasing degree (ties in a seeded random order); a variable is
+    taken if none of its checks is adjacent to an already taken one. The columns of H at these
+    positions therefore have disjoint, non-empty supports, hence full column rank: this is what
+    makes the syndrome leakage ``m - p`` exact (see docs/reconciliation.md).
+    """
+    key = (code.digest, int(seed))
+    if key in _ORDER_CACHE:
+        return _ORDER_CACHE[key]
+    rng = np.random.default_rng([int(seed), 0x70C7])
+    deg = code.var_degrees
+    order = np.lexsort((rng.permutation(code.n), deg))
+    used = np.zeros(code.m, dtype=bool)
+    taken = []
+    var_ptr, var_idx = code.var_ptr, code.var_idx
+    for v in order:
+        if deg[v] == 0:
+            continue
+        cs = var_idx[var_ptr[v]:var_ptr[v + 1]]
+        if not used[cs].any():
+            used[cs] = True
+            taken.append(int(v))
+    out = np.asarray(taken, dtype=np.int64)
+    _ORDER_CACHE[key] = out
+    return out
+
+
+@dataclass(frozen=True)
+class _FrameLayout:
+    payload: np.ndarray  # code positions carrying Alice's bits, in order
+    punctured: np.ndarray  # code positions with Alice's secret pad bits (reveal from the end)
+    shortened: np.ndarray  # code positions with the public value 0
+
+
+def _layout(
+    code: LdpcCode, k: int, p: int, pun: np.ndarray, short_perm: np.ndarray
+) -> _FrameLayout:
+    n = code.n
+    punctured = pun[:p]
+    mask = np.zeros(n, dtype=bool)
+    mask[punctured] = True
+    s = n - k - p
+    cand = short_perm[~mask[short_perm]]
+    shortened = np.sort(cand[:s])
+    mask[shortened] = True
+    payload = np.flatnonzero(~mask)
+    return _FrameLayout(payload=payload, punctured=punctured, shortened=shortened)
+
+
+def _short_perm(code: LdpcCode, pun: np.ndarray, seed: int) -> np.ndarray:
+    """Order in which positions are shortened: non-untainted positions first, seeded."""
+    rng = np.random.default_rng([int(seed), 0x5407])
+    is_pun = np.zeros(code.n, dtype=bool)
+    is_pun[pun] = True
+    rest = np.flatnonzero(~is_pun)
+    return np.concatenate([rng.permutation(rest), pun[::-1]])
+
+
+# ------------------------------------------------------------------------------------------------
+# the plan (public)
+# ------------------------------------------------------------------------------------------------
+def _frame_sizes(total: int, n: int, modulation: float) -> np.ndarray:
+    k_max = max(1, n - int(round(modulation * n)))
+    frames = max(1, -(-total // k_max))
+    base, extra = divmod(total, frames)
+    return np.array([base + 1] * extra + [base] * (frames - extra), dtype=np.int64)
+
+
+def _make_plan(
+    error_prob: np.ndarray, config: ReconciliationConfig, cands: list[_Candidate],
+    public_seed: int,
+) -> tuple[dict[str, Any], LdpcCode]:
+    total = int(error_prob.shape[0])
+    if total == 0:
+        raise ValueError("nothing to reconcile")
+    n = cands[0].n
+    if any(c.n != n for c in cands):
+        raise ValueError("all mother codes must have the same length")
+    delta = 0.0 if config.rate_adaptation == "fixed" else config.modulation
+    ks = _frame_sizes(total, n, delta)
+    perm = np.random.default_rng([public_seed, 0xE7]).permutation(total)
+    hp = np.asarray(h2(np.minimum(error_prob[perm], 0.5)), dtype=np.float64)
+    bounds = np.concatenate(([0], np.cumsum(ks)))
+    H = np.array([float(hp[bounds[i]:bounds[i + 1]].sum()) for i in range(len(ks))])
+    k_mean = float(ks.mean())
+    target = config.efficiency * float(H.mean())  # wanted syndrome leakage per frame
+    d_mean = n - k_mean
+
+    # code choice: the smallest syndrome m >= target (least puncturing); else the largest m
+    by_m = sorted(cands, key=lambda c: c.m)
+    if config.code_rate:
+        by_m = [c for c in by_m if abs(1.0 - c.m / c.n - config.code_rate) < 1e-3]
+        if not by_m:
+            raise ValueError(f"no mother code of rate {config.code_rate} in the library")
+    ok = [c for c in by_m if c.m >= target]
+    code = (ok[0] if ok else by_m[-1]).load()
+    pun = punctured_order(code, public_seed)
+    P = int(pun.shape[0])
+    ps = []
+    for i, k in enumerate(ks):
+        d = n - int(k)
+        cap = min(d, P) if config.rate_adaptation != "fixed" else 0
+        if config.rate_adaptation == "adaptive":
+            want = code.m - config.efficiency * H[i]
+        elif config.rate_adaptation == "blind":
+            want = code.m - config.blind_start_efficiency * H[i]
+        else:
+            want = 0
+        ps.append(int(min(cap, max(0, math.floor(want)))))
+    spec = tag_spec(int(ks.max()), len(ks), config.eps_cor)
+    plan = {
+        "version": PROTOCOL_VERSION,
+        "mode": config.rate_adaptation,
+        "bits": total,
+        "public_seed": int(public_seed),
+        "code": {"digest": code.digest, "name": code.name, "n": code.n, "m": code.m,
+                 "family": config.family, "seed": config.code_seed},
+        "payload": [int(k) for k in ks],
+        "punctured": ps,
+        "untainted": P,
+        "modulation_mean": d_mean,
+        "entropy": [float(x) for x in H],
+        "tag": asdict(spec),
+        "blind_step": config.blind_step,
+        "on_failure": config.on_failure,
+    }
+    return plan, code
+
+
+def _pack(bits: np.ndarray) -> bytes:
+    return np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes()
+
+
+def _unpack(data: bytes, count: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=count).astype(np.uint8)
+
+
+def _tag_bytes(tags: np.ndarray, spec: TagSpec) -> bytes:
+    return b"".join(int(t).to_bytes(8, "big") for t in spec.truncate(tags))
+
+
+def _seeds(seed: int | None) -> np.random.SeedSequence:
+    return np.random.SeedSequence(secrets.randbits(128) if seed is None else int(seed))
+
+
+# ------------------------------------------------------------------------------------------------
+# results
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class ReconciliationResult:
+    """Outcome of :func:`reconcile` (Bob's view, which the pipeline uses).
+
+    bob_corrected
+        uint8, Bob's estimate of Alice's whole string (original order). Only bits of verified
+        frames are meaningful; bits of failed frames are set to 0 (never Bob's decoder output).
+    verified
+        bool per frame; ``all_verified`` is their conjunction.
+    frame_of_bit
+        Frame index of each bit of the string (so ``verified[frame_of_bit]`` masks the bits).
+    leakage
+        Itemised leakage; ``leakage.total`` equals the sum of the messages' ``leak_bits``.
+    """
+
+    bob_corrected: np.ndarray
+    verified: np.ndarray
+    frame_of_bit: np.ndarray
+    leakage: Leakage
+    frames: int
+    code_digests: list[str]
+    iterations: np.ndarray
+    attempts: np.ndarray
+    revealed_frames: list[int]
+    hash_rejected: list[int]
+    entropy_bits: float
+    plan: dict[str, Any] = field(repr=False)
+    seconds: float = 0.0
+
+    @property
+    def all_verified(self) -> bool:
+        return bool(np.all(self.verified))
+
+    @property
+    def bits(self) -> int:
+        return int(self.bob_corrected.shape[0])
+
+    def verified_mask(self) -> np.ndarray:
+        """Per-bit mask: True where the bit belongs to a verified frame."""
+        return self.verified[self.frame_of_bit]
+
+    def efficiency(self, q: float | None = None, *, include_tags: bool = True) -> float:
+        """f = leak / (N h(q)); with ``q`` None the denominator is sum_i h(p_i) of the priors."""
+        leak = self.leakage.total if include_tags else self.leakage.total - self.leakage.tag_bits
+        denom = self.entropy_bits if q is None else self.bits * float(h2(q))
+        return leak / denom if denom > 0 else math.inf
+
+    def to_dict(self) -> dict[str, Any]:
+        plan = {k: v for k, v in self.plan.items() if k not in ("entropy", "payload", "punctured")}
+        return {
+            "bits": self.bits,
+            "frames": self.frames,
+            "verified_frames": int(np.count_nonzero(self.verified)),
+            "all_verified": self.all_verified,
+            "revealed_frames": list(self.revealed_frames),
+            "hash_rejected_frames": list(self.hash_rejected),
+            "leakage": self.leakage.to_dict(),
+            "entropy_bits": self.entropy_bits,
+            "efficiency": self.efficiency(),
+            "efficiency_without_tags": self.efficiency(include_tags=False),
+            "code_digests": list(self.code_digests),
+            "iterations": {
+                "mean": float(np.mean(self.iterations)) if self.iterations.size else 0.0,
+                "max": int(np.max(self.iterations)) if self.iterations.size else 0,
+            },
+            "decoding_attempts": int(np.sum(self.attempts)),
+            "frame_payload_bits": [int(x) for x in self.plan["payload"]],
+            "punctured": [int(x) for x in self.plan["punctured"]],
+            "plan": plan,
+            "seconds": self.seconds,
+        }
+
+
+# ------------------------------------------------------------------------------------------------
+# the two roles
+# ------------------------------------------------------------------------------------------------
+class AliceReconciler:
+    """Alice's side: answers the plan with hash key, syndromes and tags; reveals on request.
+
+    Parameters
+    ----------
+    alice_bits
+        Her whole string (uint8 0/1).
+    config
+        Must equal Bob's in the fields the plan depends on (the plan is checked).
+    seed
+        Seeds her secret pad bits and the hash key (None: fresh OS randomness).
+    codes
+        Mother codes (default: the code library).
+    """
+
+    def __init__(self, alice_bits: np.ndarray, config: ReconciliationConfig, *,
+                 seed: int | None = None, codes: CodeSource | None = None) -> None:
+        self.bits = np.asarray(alice_bits, dtype=np.uint8)
+        if self.bits.ndim != 1 or np.any(self.bits > 1):
+            raise ValueError("alice_bits must be a 1-d array of 0/1")
+        self.config = config
+        ss = _seeds(seed)
+        self._rng = np.random.default_rng(ss.spawn(1)[0])
+        self._codes_source = codes
+        self.plan: dict[str, Any] | None = None
+        self.verified: np.ndarray | None = None
+        self.done = False
+
+    def receive(self, msg: Message) -> list[Message]:
+        if msg.sender != "bob":
+            raise ValueError("Alice only receives Bob's messages")
+        if msg.kind == "ec-plan":
+            return self._on_plan(msg)
+        if msg.kind == "ec-verdict":
+            return self._on_verdict(msg)
+        raise ValueError(f"unexpected message kind {msg.kind!r}")
+
+    def _on_plan(self, msg: Message) -> list[Message]:
+        plan = json.loads(msg.payload.decode())
+        if plan.get("version") != PROTOCOL_VERSION:
+            raise ValueError("unknown reconciliation protocol version")
+        if plan["bits"] != self.bits.shape[0]:
+            raise ValueError("plan length differs from Alice's string")
+        cands = _resolve_codes(self._codes_source, self.config, self.bits.shape[0])
+        code = _pick_code(cands, plan["code"])
+        self.plan, self.code = plan, code
+        seed = plan["public_seed"]
+        perm = np.random.default_rng([seed, 0xE7]).permutation(self.bits.shape[0])
+        self._pun = punctured_order(code, seed)
+        self._short = _short_perm(code, self._pun, seed)
+        ks = np.asarray(plan["payload"], dtype=np.int64)
+        self._bounds = np.concatenate(([0], np.cumsum(ks)))
+        self._perm = perm
+        self.spec = TagSpec(**plan["tag"])
+        self._keys = self._rng.integers(0, 2**64, size=self.spec.words, dtype=np.uint64,
+                                        endpoint=False)
+        self._p_now = list(plan["punctured"])
+        a_perm = self.bits[perm]
+        out = [Message("alice", "ec-hash-key", b"".join(int(k).to_bytes(8, "big")
+                                                        for k in self._keys),
+                       leak_bits=0, meta={"words": self.spec.words})]
+        self._pads: list[np.ndarray] = []
+        self._payloads: list[np.ndarray] = []
+        for f, k in enumerate(ks):
+            p = self._p_now[f]
+            lay = _layout(code, int(k), p, self._pun, self._short)
+            x = np.zeros(code.n, dtype=np.uint8)
+            payload = a_perm[self._bounds[f]:self._bounds[f + 1]]
+            x[lay.payload] = payload
+            pad = self._rng.integers(0, 2, size=p, dtype=np.uint8)
+            x[lay.punctured] = pad
+            self._pads.append(pad)
+            self._payloads.append(payload)
+            syn = code.syndrome(x)
+            out.append(Message(
+                "alice", "ec-syndrome", _pack(syn), leak_bits=int(code.m - p),
+                meta={"frame": f, "syndrome_bits": int(code.m), "punctured": int(p),
+                      "shortened": int(code.n - k - p), "payload_bits": int(k)}))
+        for f in range(len(ks)):
+            tags = poly_hash(self._payloads[f], self._keys)
+            out.append(Message("alice", "ec-tag", _tag_bytes(tags, self.spec),
+                               leak_bits=self.spec.bits, meta={"frame": f}))
+        return out
+
+    def _on_verdict(self, msg: Message) -> list[Message]:
+        assert self.plan is not None
+        verdict = json.loads(msg.payload.decode())
+        out: list[Message] = []
+        for f in verdict["more"]:
+            p = self._p_now[f]
+            step = max(1, math.ceil(self.plan["blind_step"] * self.plan["entropy"][f]))
+            r = min(step, p)
+            if r <= 0:
+                raise ValueError(f"Bob asked for more bits of frame {f}; none left")
+            vals = self._pads[f][p - r:p]
+            self._p_now[f] = p - r
+            out.append(Message("alice", "ec-reveal", _pack(vals), leak_bits=int(r),
+                               meta={"frame": f, "kind": "pad", "bits": int(r),
+                                     "round": verdict["round"]}))
+        for f in verdict["reveal"]:
+            out.append(Message("alice", "ec-reveal", _pack(self._payloads[f]),
+                               leak_bits=int(self._payloads[f].shape[0]),
+                               meta={"frame": f, "kind": "frame",
+                                     "bits": int(self._payloads[f].shape[0]),
+                                     "round": verdict["round"]}))
+        if verdict.get("final"):
+            self.verified = np.zeros(len(self.plan["payload"]), dtype=bool)
+            self.verified[verdict["verified"]] = True
+            self.done = True
+        return out
+
+
+class BobReconciler:
+    """Bob's side: sends the plan, decodes, verifies, asks for more, builds the result.
+
+    Parameters
+    ----------
+    bob_bits
+        His guess of Alice's string.
+    error_prob
+        Per-bit prior probability that his bit differs from Alice's (public: from the announced
+        test rounds and the expected QBER / winning probability).
+    config, seed, codes
+        As for :class:`AliceReconciler`; ``seed`` also fixes the public permutation.
+    """
+
+    def __init__(self, bob_bits: np.ndarray, error_prob: np.ndarray | float,
+                 config: ReconciliationConfig, *, seed: int | None = None,
+                 codes: CodeSource | None = None) -> None:
+        self.bits = np.asarray(bob_bits, dtype=np.uint8)
+        ep = np.asarray(error_prob, dtype=np.float64)
+        if ep.ndim == 0:
+            ep = np.full(self.bits.shape[0], float(ep))
+        if self.bits.ndim != 1 or ep.shape != self.bits.shape:
+            raise ValueError("bob_bits and error_prob must be 1-d arrays of the same length")
+        if np.any(self.bits > 1):
+            raise ValueError("bob_bits must be 0/1")
+        if np.any(~np.isfinite(ep)) or np.any(ep < 0) or np.any(ep > 1):
+            raise ValueError("error_prob must be probabilities")
+        # a prior above 1/2 means Bob's bit is more likely wrong: flip it and use 1 - p
+        flip = ep > 0.5
+        self._y = self.bits ^ flip.astype(np.uint8)
+        self.error_prob = np.where(flip, 1.0 - ep, ep)
+        self.config = config
+        ss = _seeds(seed)
+        self._public_seed = int(ss.generate_state(1, np.uint32)[0])
+        self._codes_source = codes
+        self.done = False
+        self.progress: Callable[..., Any] | None = None
+        self._t0 = time.perf_counter()
+
+    # -- protocol ------------------------------------------------------------------------------
+    def start(self) -> list[Message]:
+        cands = _resolve_codes(self._codes_source, self.config, self.bits.shape[0])
+        plan, self.code = _make_plan(self.error_prob, self.config, cands, self._public_seed)
+        self.plan = plan
+        F = len(plan["payload"])
+        self.F = F
+        seed = plan["public_seed"]
+        self._perm = np.random.default_rng([seed, 0xE7]).permutation(self.bits.shape[0])
+        self._pun = punctured_order(self.code, seed)
+        self._short = _short_perm(self.code, self._pun, seed)
+        ks = np.asarray(plan["payload"], dtype=np.int64)
+        self._ks = ks
+        self._bounds = np.concatenate(([0], np.cumsum(ks)))
+        self.spec = TagSpec(**plan["tag"])
+        self._p_now = list(plan["punctured"])
+        self._revealed: list[list[np.ndarray]] = [[] for _ in range(F)]  # pad values, in order
+        self._syn: list[np.ndarray | None] = [None] * F
+        self._tag: list[bytes | None] = [None] * F
+        self._keys: np.ndarray | None = None
+        self._status = np.zeros(F, dtype=np.int8)  # 0 pending, 1 verified, 2 failed
+        self._frame_out: list[np.ndarray | None] = [None] * F
+        self._iters = np.zeros(F, dtype=np.int64)
+        self._attempts = np.zeros(F, dtype=np.int64)
+        self._round = 0
+        self._awaiting: set[tuple[str, int]] = {("syndrome", f) for f in range(F)}
+        self._awaiting |= {("tag", f) for f in range(F)}
+        self._awaiting.add(("key", -1))
+        self._fallback: list[int] = []
+        self._hash_rejected: list[int] = []
+        self.leak = {"syndrome": 0, "revealed": 0, "tag": 0, "feedback": 0}
+        msg = Message("bob", "ec-plan", json.dumps(plan, sort_keys=True).encode(), leak_bits=0,
+                      meta={"frames": F, "code": plan["code"]["digest"],
+                            "mode": plan["mode"]})
+        return [msg]
+
+    def receive(self, msg: Message) -> list[Message]:
+        if msg.sender != "alice":
+            raise ValueError("Bob only receives Alice's messages")
+        f = int(msg.meta.get("frame", -1))
+        if msg.kind == "ec-hash-key":
+            self._keys = np.array([int.from_bytes(msg.payload[i:i + 8], "big")
+                                   for i in range(0, len(msg.payload), 8)], dtype=np.uint64)
+            self._awaiting.discard(("key", -1))
+        elif msg.kind == "ec-syndrome":
+            self._syn[f] = _unpack(msg.payload, self.code.m)
+            self.leak["syndrome"] += msg.leak_bits
+            self._awaiting.discard(("syndrome", f))
+        elif msg.kind == "ec-tag":
+            self._tag[f] = msg.payload
+            self.leak["tag"] += msg.leak_bits
+            self._awaiting.discard(("tag", f))
+        elif msg.kind == "ec-reveal":
+            self.leak["revealed"] += msg.leak_bits
+            if msg.meta["kind"] == "pad":
+                r = int(msg.meta["bits"])
+                self._revealed[f].insert(0, _unpack(msg.payload, r))
+                self._p_now[f] -= r
+            else:
+                self._frame_out[f] = _unpack(msg.payload, int(self._ks[f]))
+                self._status[f] = 1
+            self._awaiting.discard(("reveal", f))
+        else:
+            raise ValueError(f"unexpected message kind {msg.kind!r}")
+        if self._awaiting:
+            return []
+        if np.any(self._status == 0):
+            return self._decode_round()
+        return self._final()
+
+    def _llr(self, f: int) -> tuple[np.ndarray, _FrameLayout]:
+        code = self.code
+        k = int(self._ks[f])
+        p0 = self.plan["punctured"][f]
+        lay = _layout(code, k, p0, self._pun, self._short)
+        idx = self._perm[self._bounds[f]:self._bounds[f + 1]]
+        llr = np.full(code.n, LLR_KNOWN)  # shortened: public value 0
+        llr[lay.payload] = llr_from_error_prob(self._y[idx], self.error_prob[idx])
+        llr[lay.punctured] = 0.0
+        if self._revealed[f]:
+            vals = np.concatenate(self._revealed[f])  # the last len(vals) pad positions
+            pos = lay.punctured[p0 - vals.shape[0]:]
+            llr[pos] = np.where(vals == 1, -LLR_KNOWN, LLR_KNOWN)
+        return llr, lay
+
+    def _decode_round(self) -> list[Message]:
+        assert self._keys is not None
+        cfg = self.config
+        pending = np.flatnonzero(self._status == 0)
+        more: list[int] = []
+        failed: list[int] = []
+        done_before = int(np.count_nonzero(self._status))
+        for b0 in range(0, pending.shape[0], _BATCH):
+            batch = pending[b0:b0 + _BATCH]
+            llrs, lays = [], []
+            for f in batch:
+                llr, lay = self._llr(int(f))
+                llrs.append(llr)
+                lays.append(lay)
+            syn = np.stack([np.asarray(self._syn[int(f)]) for f in batch])
+            res = decode(self.code, syn, np.stack(llrs), algorithm=cfg.decoder,
+                         max_iterations=cfg.max_iterations, ms_scaling=cfg.ms_scaling,
+                         ms_offset=cfg.ms_offset, threads=cfg.threads or None)
+            for j, f in enumerate(batch):
+                f = int(f)
+                self._iters[f] += int(res.iterations[j])
+                self._attempts[f] += 1
+                if res.converged[j]:
+                    cand = res.bits[j][lays[j].payload]
+                    tag = _tag_bytes(poly_hash(cand, self._keys), self.spec)
+                    if tag == self._tag[f]:
+                        self._frame_out[f] = cand
+                        self._status[f] = 1
+                        continue
+                    # syndrome matched but the hash did not: never compare this frame again
+                    self._hash_rejected.append(f)
+                    failed.append(f)
+                elif self.plan["mode"] == "blind" and self._p_now[f] > 0:
+                    more.append(f)
+                else:
+                    failed.append(f)
+            if self.progress is not None:
+                done = done_before + b0 + batch.shape[0]
+                try:
+                    self.progress(min(done, self.F), self.F)
+                except Exception:  # noqa: BLE001  (a progress callback never breaks the run)
+                    pass
+        reveal = []
+        if self.config.on_failure == "reveal":
+            reveal = failed
+            self._fallback.extend(failed)
+        else:
+            for f in failed:
+                self._status[f] = 2
+        self._round += 1
+        final = not more and not reveal
+        verdict = {"round": self._round, "decided": [int(f) for f in pending],
+                   "more": more, "reveal": reveal, "final": final}
+        feedback = int(pending.shape[0])
+        if final:
+            verdict["verified"] = [int(f) for f in np.flatnonzero(self._status == 1)]
+        self.leak["feedback"] += feedback
+        self._awaiting = {("reveal", f) for f in more + reveal}
+        out = [Message("bob", "ec-verdict", json.dumps(verdict, sort_keys=True).encode(),
+                       leak_bits=feedback,
+                       meta={"round": self._round, "frames": int(pending.shape[0]),
+                             "more": len(more), "reveal": len(reveal), "final": final})]
+        if final:
+            self.done = True
+        return out
+
+    def _final(self) -> list[Message]:
+        """All frames decided after fallback reveals: the closing verdict (no new decisions)."""
+        self._round += 1
+        verdict = {"round": self._round, "decided": [], "more": [], "reveal": [],
+                   "final": True, "verified": [int(f) for f in np.flatnonzero(self._status == 1)]}
+        self.done = True
+        return [Message("bob", "ec-verdict", json.dumps(verdict, sort_keys=True).encode(),
+                        leak_bits=0, meta={"round": self._round, "frames": 0, "final": True})]
+
+    # -- result --------------------------------------------------------------------------------
+    def result(self) -> ReconciliationResult:
+        if not self.done:
+            raise RuntimeError("reconciliation has not finished")
+        N = self.bits.shape[0]
+        out_perm = np.zeros(N, dtype=np.uint8)
+        frame_perm = np.zeros(N, dtype=np.int64)
+        for f in range(self.F):
+            a, b = self._bounds[f], self._bounds[f + 1]
+            frame_perm[a:b] = f
+            out_f = self._frame_out[f]
+            if self._status[f] == 1 and out_f is not None:
+                out_perm[a:b] = out_f
+        bob_corrected = np.zeros(N, dtype=np.uint8)
+        bob_corrected[self._perm] = out_perm
+        frame_of_bit = np.zeros(N, dtype=np.int64)
+        frame_of_bit[self._perm] = frame_perm
+        leak = Leakage(syndrome_bits=self.leak["syndrome"], revealed_bits=self.leak["revealed"],
+                       tag_bits=self.leak["tag"], feedback_bits=self.leak["feedback"])
+        return ReconciliationResult(
+            bob_corrected=bob_corrected,
+            verified=self._status == 1,
+            frame_of_bit=frame_of_bit,
+            leakage=leak,
+            frames=self.F,
+            code_digests=[self.code.digest],
+            iterations=self._iters.copy(),
+            attempts=self._attempts.copy(),
+            revealed_frames=sorted(self._fallback),
+            hash_rejected=sorted(self._hash_rejected),
+            entropy_bits=float(np.sum(self.plan["entropy"])),
+            plan=self.plan,
+            seconds=time.perf_counter() - self._t0,
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# one-call driver
+# ------------------------------------------------------------------------------------------------
+def reconcile(
+    alice_bits: np.ndarray,
+    bob_bits: np.ndarray,
+    error_prob: np.ndarray | float,
+    config: ReconciliationConfig | None = None,
+    *,
+    seed: int | None = None,
+    transcript: Any = None,
+    progress: Callable[..., Any] | None = None,
+    codes: CodeSource | None = None,
+) -> ReconciliationResult:
+    """Run both roles in this process; every message goes through ``transcript.send``.
+
+    ``seed`` makes the run reproducible (public permutation, hash key and Alice's pad bits are
+    derived from it); None draws fresh OS randomness. ``progress(done_frames, total_frames)`` is
+    called after each decoded batch. ``codes`` overrides the code library (tests).
+    """
+    config = config or ReconciliationConfig()
+    ss = _seeds(seed)
+    s_alice, s_bob = (int(s.generate_state(1, np.uint64)[0]) for s in ss.spawn(2))
+    a = np.asarray(alice_bits, dtype=np.uint8)
+    if a.shape != np.asarray(bob_bits).shape:
+        raise ValueError("alice_bits and bob_bits differ in length")
+    alice = AliceReconciler(a, config, seed=s_alice, codes=codes)
+    bob = BobReconciler(bob_bits, error_prob, config, seed=s_bob, codes=codes)
+    bob.progress = progress
+    queue = bob.start()
+    while queue:
+        msg = queue.pop(0)
+        if transcript is not None:
+            transcript.send(msg)
+        target = alice if msg.sender == "bob" else bob
+        queue.extend(target.receive(msg))
+    if not (alice.done and bob.done):
+        raise RuntimeError("reconciliation ended before both roles finished")
+    res = bob.result()
+    if alice.verified is None or not np.array_equal(alice.verified, res.verified):
+        raise RuntimeError("Alice's and Bob's views of the verified frames differ")
+    return res

@@ -1,0 +1,247 @@
+"""The reconciliation protocol: correctness of released frames, exact leakage, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from diqkd.reconciliation import (
+    AliceReconciler,
+    BobReconciler,
+    LdpcCode,
+    ReconciliationConfig,
+    h2,
+    reconcile,
+)
+from diqkd.reconciliation import protocol as proto_mod
+from diqkd.reconciliation.decoder import DecodeResult
+from diqkd.transcript import Transcript
+
+N_CODE = 2000
+
+
+def random_code(n: int, m: int, dv: int = 3, seed: int = 0) -> LdpcCode:
+    rng = np.random.default_rng(seed)
+    vs = np.repeat(np.arange(n), dv)
+    cs = np.concatenate([rng.permutation(m) for _ in range(n * dv // m + 2)])[: n * dv]
+    key = np.unique(cs.astype(np.int64) * n + vs)
+    return LdpcCode.from_edges(n, m, key // n, key % n, name=f"test-{n}-{m}-{seed}")
+
+
+@pytest.fixture(scope="module")
+def codes() -> list[LdpcCode]:
+    return [random_code(N_CODE, int(N_CODE * (1 - r)), 3, seed=1) for r in (0.5, 0.6, 0.7, 0.8)]
+
+
+def _data(n: int, q_key: float, q_test: float, test_frac: float, seed: int):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 2, n, dtype=np.uint8)
+    ep = np.where(rng.random(n) < test_frac, q_test, q_key)
+    b = a ^ (rng.random(n) < ep).astype(np.uint8)
+    return a, b, ep
+
+
+def _check_invariants(res, a: np.ndarray, T: Transcript) -> None:
+    # every released (verified) bit is Alice's; unverified bits are zeros, never decoder output
+    mask = res.verified_mask()
+    assert np.array_equal(res.bob_corrected[mask], a[mask])
+    assert not res.bob_corrected[~mask].any()
+    # leakage equals the bits actually sent
+    leak = res.leakage
+    assert leak.total == T.leak_bits()
+    by = T.leak_by_kind()
+    assert leak.syndrome_bits == by.get("ec-syndrome", 0)
+    assert leak.tag_bits == by.get("ec-tag", 0)
+    assert leak.revealed_bits == by.get("ec-reveal", 0)
+    assert leak.feedback_bits == by.get("ec-verdict", 0)
+    assert leak.total == (leak.syndrome_bits + leak.revealed_bits + leak.tag_bits
+                          + leak.feedback_bits)
+    assert sum(m.leak_bits for m in T) == leak.total
+    for m in T:
+        assert m.sender in ("alice", "bob") and m.kind.startswith("ec-")
+
+
+@pytest.mark.parametrize("mode", ["fixed", "adaptive", "blind"])
+def test_modes_release_only_alices_bits(codes, mode: str) -> None:
+    a, b, ep = _data(9000, 0.03, 0.15, 0.1, seed=2)
+    cfg = ReconciliationConfig(rate_adaptation=mode, efficiency=1.4, frame_length=N_CODE)
+    T = Transcript()
+    res = reconcile(a, b, ep, cfg, seed=5, transcript=T, codes=codes)
+    assert res.all_verified
+    assert np.array_equal(res.bob_corrected, a)
+    _check_invariants(res, a, T)
+    assert res.frames == len(res.verified) == len(res.plan["payload"])
+    assert sum(res.plan["payload"]) == a.shape[0]
+    assert res.code_digests and len(res.code_digests[0]) == 64
+    d = res.to_dict()
+    assert d["leakage"]["total"] == res.leakage.total and d["all_verified"]
+
+
+def test_syndrome_leak_is_net_of_secret_pad(codes) -> None:
+    a, b, ep = _data(5000, 0.03, 0.03, 0.0, seed=3)
+    T = Transcript()
+    res = reconcile(a, b, ep, ReconciliationConfig(efficiency=1.3), seed=1, transcript=T,
+                    codes=codes)
+    for m in T:
+        if m.kind == "ec-syndrome":
+            assert len(m.payload) == -(-m.meta["syndrome_bits"] // 8)
+            assert m.leak_bits == m.meta["syndrome_bits"] - m.meta["punctured"]
+            assert m.meta["payload_bits"] + m.meta["punctured"] + m.meta["shortened"] == N_CODE
+    assert res.all_verified
+
+
+def test_deterministic_with_seed(codes) -> None:
+    a, b, ep = _data(3600, 0.04, 0.15, 0.1, seed=4)
+    cfg = ReconciliationConfig(rate_adaptation="blind", frame_length=N_CODE, max_iterations=40,
+                               blind_step=0.05)
+    T1, T2, T3 = Transcript(), Transcript(), Transcript()
+    r1 = reconcile(a, b, ep, cfg, seed=9, transcript=T1, codes=codes)
+    r2 = reconcile(a, b, ep, cfg, seed=9, transcript=T2, codes=codes)
+    reconcile(a, b, ep, cfg, seed=10, transcript=T3, codes=codes)
+    assert T1.digest == T2.digest
+    assert np.array_equal(r1.bob_corrected, r2.bob_corrected)
+    assert r1.leakage == r2.leakage
+    assert T1.digest != T3.digest
+
+
+def test_failed_frames_fail_or_are_revealed(codes) -> None:
+    # true error rate far above the prior: decoding cannot succeed
+    rng = np.random.default_rng(8)
+    a = rng.integers(0, 2, 4000, dtype=np.uint8)
+    b = a ^ (rng.random(4000) < 0.25).astype(np.uint8)
+    ep = np.full(4000, 0.02)
+    T = Transcript()
+    cfg = ReconciliationConfig(on_failure="fail", max_iterations=20)
+    res = reconcile(a, b, ep, cfg, seed=1, transcript=T, codes=codes)
+    assert not res.all_verified and not res.verified.any()
+    _check_invariants(res, a, T)
+
+    T = Transcript()
+    cfg = ReconciliationConfig(on_failure="reveal", rate_adaptation="blind", max_iterations=20)
+    res = reconcile(a, b, ep, cfg, seed=1, transcript=T, codes=codes)
+    assert res.all_verified and np.array_equal(res.bob_corrected, a)
+    assert res.revealed_frames == list(range(res.frames))
+    assert res.leakage.revealed_bits >= a.shape[0]
+    _check_invariants(res, a, T)
+
+
+def test_wrong_codeword_is_caught_by_hash(codes, monkeypatch) -> None:
+    """A decoder output that satisfies the syndrome but is not Alice's frame is never released."""
+    real = proto_mod.decode
+
+    def bad_decode(code, syn, llr, **kw):
+        res = real(code, syn, llr, **kw)
+        bits = res.bits.copy()
+        H = code.to_dense()
+        # add a non-zero codeword: the syndrome still matches, the payload differs
+        cw = _codeword(H)
+        bits[res.converged] ^= cw
+        return DecodeResult(bits, res.converged, res.iterations)
+
+    monkeypatch.setattr(proto_mod, "decode", bad_decode)
+    a, b, ep = _data(3000, 0.02, 0.02, 0.0, seed=6)
+    for on_failure in ("fail", "reveal"):
+        T = Transcript()
+        cfg = ReconciliationConfig(on_failure=on_failure, efficiency=1.4)
+        res = reconcile(a, b, ep, cfg, seed=2, transcript=T, codes=codes)
+        _check_invariants(res, a, T)
+        if on_failure == "fail":
+            assert not res.verified.any()
+        else:
+            assert res.all_verified and res.revealed_frames
+
+
+def _codeword(H: np.ndarray) -> np.ndarray:
+    """A non-zero vector of the null space of H over GF(2) (dense elimination, small H)."""
+    A = H.copy() % 2
+    m, n = A.shape
+    pivots = []
+    r = 0
+    for c in range(n):
+        rows = np.flatnonzero(A[r:, c]) + r
+        if rows.size == 0:
+            continue
+        A[[r, rows[0]]] = A[[rows[0], r]]
+        for i in np.flatnonzero(A[:, c]):
+            if i != r:
+                A[i] ^= A[r]
+        pivots.append(c)
+        r += 1
+        if r == m:
+            break
+    free = [c for c in range(n) if c not in set(pivots)]
+    x = np.zeros(n, dtype=np.uint8)
+    # choose all free variables 1 so the codeword is dense enough to hit payload positions
+    x[free] = 1
+    for i, c in enumerate(pivots):
+        x[c] = (A[i, free].sum()) % 2
+    assert x.any() and not ((H @ x) % 2).any()
+    return x
+
+
+def test_roles_with_explicit_message_loop(codes) -> None:
+    a, b, ep = _data(4000, 0.03, 0.03, 0.0, seed=7)
+    cfg = ReconciliationConfig(rate_adaptation="blind")
+    alice = AliceReconciler(a, cfg, seed=1, codes=codes)
+    bob = BobReconciler(b, ep, cfg, seed=2, codes=codes)
+    inbox = bob.start()
+    kinds = []
+    while inbox:
+        msg = inbox.pop(0)
+        kinds.append((msg.sender, msg.kind))
+        inbox += (alice if msg.sender == "bob" else bob).receive(msg)
+    assert kinds[0] == ("bob", "ec-plan") and kinds[1] == ("alice", "ec-hash-key")
+    assert kinds[-1] == ("bob", "ec-verdict")
+    res = bob.result()
+    assert alice.done and np.array_equal(alice.verified, res.verified)
+    assert np.array_equal(res.bob_corrected[res.verified_mask()], a[res.verified_mask()])
+
+
+def test_efficiency_and_priors_mix(codes) -> None:
+    a, b, ep = _data(8000, 0.02, 0.15, 0.1, seed=9)
+    res = reconcile(a, b, ep, ReconciliationConfig(efficiency=1.5), seed=3, codes=codes)
+    H = float(np.sum(h2(ep)))
+    assert res.entropy_bits == pytest.approx(H, rel=1e-9)
+    assert res.efficiency() == pytest.approx(res.leakage.total / H)
+    assert res.efficiency(0.03) == pytest.approx(res.leakage.total / (8000 * h2(0.03)))
+    # the public permutation spreads test rounds evenly: frame entropies are close
+    ent = np.array(res.plan["entropy"]) / np.array(res.plan["payload"])
+    assert ent.max() - ent.min() < 0.2 * ent.mean()
+
+
+def test_blind_regression_small_frames(codes) -> None:
+    """Short FER / f regression (random (3, .) test codes, blind mode): all frames verified at a
+    modest efficiency. Not a timing test."""
+    a, b, ep = _data(36_000, 0.03, 0.03, 0.0, seed=11)
+    cfg = ReconciliationConfig(rate_adaptation="blind", efficiency=1.6, frame_length=N_CODE,
+                               blind_start_efficiency=1.1, blind_step=0.03)
+    T = Transcript()
+    res = reconcile(a, b, ep, cfg, seed=4, transcript=T, codes=codes)
+    assert res.all_verified and not res.revealed_frames
+    assert res.efficiency(0.03) < 1.6
+    _check_invariants(res, a, T)
+
+
+@pytest.mark.parametrize("kw", [
+    {"decoder": "gallager"}, {"rate_adaptation": "turbo"}, {"efficiency": 0.9},
+    {"modulation": 0.6}, {"eps_cor": 0.0}, {"on_failure": "ignore"}, {"max_iterations": 0},
+    {"threads": -1}, {"ms_scaling": 0.0}, {"blind_step": 0.0}, {"code_rate": 1.5},
+])
+def test_config_validation(kw) -> None:
+    with pytest.raises(ValueError):
+        ReconciliationConfig(**kw)
+
+
+def test_code_rate_pin(codes) -> None:
+    a, b, ep = _data(3000, 0.02, 0.02, 0.0, seed=12)
+    res = reconcile(a, b, ep, ReconciliationConfig(code_rate=0.5), seed=1, codes=codes)
+    assert res.plan["code"]["m"] == N_CODE // 2 and res.all_verified
+    with pytest.raises(ValueError):
+        reconcile(a, b, ep, ReconciliationConfig(code_rate=0.55), seed=1, codes=codes)
+
+
+def test_input_validation(codes) -> None:
+    with pytest.raises(ValueError):
+        reconcile(np.zeros(10, np.uint8), np.zeros(11, np.uint8), 0.1, codes=codes)
+    with pytest.raises(ValueError):
+        BobReconciler(np.zeros(10, np.uint8), np.full(10, 1.5), ReconciliationConfig())
