@@ -6,16 +6,24 @@ is an append-only list with a hash chain over the messages, so that its digest c
 order and content; the report records that digest. The information leaked about Alice's string is
 *computed from the transcript*, as the sum of the ``leak_bits`` that each message declares, never
 estimated separately.
+
+:class:`Channel` connects the two roles: each role keeps its own transcript of what it sent and
+received, every message is authenticated on receipt, and the two transcripts are compared before
+a key is released (see :mod:`diqkd.pipeline`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import json
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Message", "Transcript"]
+from diqkd.errors import ProtocolAbort
+
+__all__ = ["Message", "Transcript", "Channel", "Tamper", "other_role"]
 
 Sender = Literal["alice", "bob"]
 
@@ -54,9 +62,13 @@ class Message:
 
     @property
     def digest(self) -> str:
-        """SHA-256 of (sender, kind, leak_bits, payload)."""
+        """SHA-256 of (sender, kind, leak_bits, meta as canonical JSON, payload).
+
+        ``meta`` is covered because receivers act on it (e.g. the frame index of a syndrome).
+        """
         h = hashlib.sha256()
-        h.update(f"{self.sender}\x00{self.kind}\x00{self.leak_bits}\x00".encode())
+        meta = json.dumps(self.meta, sort_keys=True, separators=(",", ":"), default=str)
+        h.update(f"{self.sender}\x00{self.kind}\x00{self.leak_bits}\x00{meta}\x00".encode())
         h.update(self.payload)
         return h.hexdigest()
 
@@ -117,3 +129,100 @@ class Transcript:
             k["bytes"] += len(m.payload)
             k["leak_bits"] += m.leak_bits
         return {"messages": len(self._messages), "sha256_chain": self.digest, "by_kind": by_kind}
+
+
+#: An adversary on the wire: gets each message in flight, returns what is delivered (possibly
+#: nothing, a modified message, or several). Used by tests to check that tampering is detected.
+Tamper = Callable[[Message], Iterable[Message]]
+
+
+def other_role(role: str) -> str:
+    return "bob" if role == "alice" else "alice"
+
+
+class Channel:
+    """The public, authenticated channel between the two roles, with one transcript per role.
+
+    ``send`` records the message in the sender's transcript, attaches an authentication tag
+    (HMAC-SHA256 under a per-channel secret key, over the sender's sequence number and the
+    message digest: a stand-in for the Wegman-Carter MAC with pre-shared key that QKD assumes)
+    and delivers it, through the optional ``tamper`` hook that models an active adversary, to the
+    receiver's inbox. ``recv`` takes the next message, checks its tag against the expected
+    sequence number (so a flipped, dropped, duplicated, reordered or injected message fails),
+    records it in the receiver's transcript and checks its kind. :meth:`confirm` compares the
+    two transcripts at the end (the key-confirmation step). Every failure is a
+    :class:`~diqkd.errors.ProtocolAbort` with code ``"transcript"``.
+
+    ``authenticate=False`` turns the per-message check off (tests of the later defences).
+    """
+
+    def __init__(self, tamper: Tamper | None = None, *, authenticate: bool = True) -> None:
+        import secrets
+
+        self.views: dict[str, Transcript] = {"alice": Transcript(), "bob": Transcript()}
+        self._inbox: dict[str, deque[tuple[Message, bytes]]] = {"alice": deque(),
+                                                                 "bob": deque()}
+        self.tamper = tamper
+        self.authenticate = authenticate
+        self._auth_key = secrets.token_bytes(32)
+        self._sent = {"alice": 0, "bob": 0}
+        self._received = {"alice": 0, "bob": 0}
+
+    @property
+    def transcript(self) -> Transcript:
+        """Alice's view (equal to Bob's once :meth:`confirm` has passed)."""
+        return self.views["alice"]
+
+    def _tag(self, sender: str, seq: int, message: Message) -> bytes:
+        import hmac
+
+        data = f"{sender}\x00{seq}\x00".encode() + bytes.fromhex(message.digest)
+        return hmac.new(self._auth_key, data, hashlib.sha256).digest()
+
+    def send(self, message: Message) -> Message:
+        self.views[message.sender].send(message)
+        tag = self._tag(message.sender, self._sent[message.sender], message)
+        self._sent[message.sender] += 1
+        delivered = [message] if self.tamper is None else list(self.tamper(message))
+        self._inbox[other_role(message.sender)].extend((m, tag) for m in delivered)
+        return message
+
+    def recv(self, role: str, kind: str | None) -> Message:
+        """Next message for ``role``; ``kind`` None accepts any kind (the caller dispatches)."""
+        import hmac
+
+        inbox = self._inbox[role]
+        if not inbox:
+            raise ProtocolAbort(f"{role} expected a {kind or 'further'!r} message and none "
+                                "arrived (dropped message?)", code="transcript")
+        message, tag = inbox.popleft()
+        self.views[role].send(message)
+        peer = other_role(role)
+        if self.authenticate:
+            want = self._tag(peer, self._received[role], message)
+            if message.sender != peer or not hmac.compare_digest(tag, want):
+                raise ProtocolAbort(f"authentication of the {message.kind!r} message to {role} "
+                                    "failed (altered, dropped, duplicated, reordered or injected "
+                                    "message)", code="transcript")
+        self._received[role] += 1
+        if (kind is not None and message.kind != kind) or message.sender == role:
+            raise ProtocolAbort(f"{role} expected a {kind!r} message from "
+                                f"{peer}, received {message.kind!r} from "
+                                f"{message.sender} (reordered or injected message?)",
+                                code="transcript")
+        return message
+
+    def pending(self, role: str) -> int:
+        return len(self._inbox[role])
+
+    def confirm(self) -> str:
+        """Check that both roles saw the same transcript; return its digest."""
+        extra = {r: len(q) for r, q in self._inbox.items() if q}
+        if extra:
+            raise ProtocolAbort(f"undelivered or unexpected messages left on the channel: {extra}"
+                                " (duplicated or injected message?)", code="transcript")
+        a, b = self.views["alice"], self.views["bob"]
+        if len(a) != len(b) or a.digest != b.digest:
+            raise ProtocolAbort("Alice's and Bob's transcripts differ (a public message was "
+                                "altered in transit)", code="transcript")
+        return a.digest
