@@ -21,6 +21,8 @@ from diqkd import __version__
 from diqkd.errors import ConfigError, InputError, ProtocolAbort
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_ABORT = 0, 1, 2, 3
+#: Longest exception text shown for an internal error (the traceback has it all, on request).
+_MAX_INTERNAL_MESSAGE = 300
 
 
 #: Sub-commands and the module:attribute that defines each. Modules are imported only when their
@@ -62,7 +64,10 @@ class DiqkdGroup(click.Group):
             ctx.exit(EXIT_ABORT)
         except OSError as exc:
             # Unreadable input, unwritable output, disk full: the user's environment, not a bug.
-            click.echo(f"error: {exc.strerror or exc} ({exc.filename or 'no file name'})", err=True)
+            where = exc.filename or "no file name"
+            if exc.filename2:  # rename(2) and friends: source -> target
+                where = f"{where} -> {exc.filename2}"
+            click.echo(f"error: {exc.strerror or exc} ({where})", err=True)
             ctx.exit(EXIT_INPUT)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -70,8 +75,13 @@ class DiqkdGroup(click.Group):
         except Exception as exc:  # noqa: BLE001 - the last line of defence
             if os.environ.get("DIQKD_DEBUG"):
                 traceback.print_exc()
+            # One short paragraph: an unexpected exception's text is not vetted like our own
+            # messages (it could hold array contents), so it is cut.
+            text = str(exc)
+            if len(text) > _MAX_INTERNAL_MESSAGE:
+                text = text[:_MAX_INTERNAL_MESSAGE] + " [...]"
             click.echo(
-                f"internal error: {type(exc).__name__}: {exc} "
+                f"internal error: {type(exc).__name__}: {text} "
                 "(this is a bug in diqkd; set DIQKD_DEBUG=1 for the traceback)",
                 err=True,
             )

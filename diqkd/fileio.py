@@ -54,9 +54,13 @@ def atomic_path(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[Pat
             os.fsync(fh.fileno())
         os.replace(tmp_path, target)
         fsync_dir(directory)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            # a failed write(2)/fsync(2) (disk full, I/O error) carries no file name: name the
+            # file we were writing, so that the user's message says where (cli/main.py)
+            raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from exc
         raise
 
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from diqkd_cli.main import cli
 
 from diqkd.emulator import emulate, load_link
+from diqkd_cli.main import cli
 
 
 @pytest.fixture()

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from diqkd_cli.main import cli
 
 from diqkd.records import read_records
+from diqkd_cli.main import cli
 
 DATA = Path(__file__).resolve().parent.parent / "testdata" / "records"
 
