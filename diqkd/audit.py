@@ -15,6 +15,7 @@ import base64
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,18 @@ def _section(path: str) -> str:
     return path.split(".", 1)[0]
 
 
+def _report_protocol(rec: Mapping[str, Any], report: Any) -> Any:
+    """The protocol recorded in a report; errors name the report file and the section."""
+    from diqkd.protocol import Protocol
+
+    name = "report" if isinstance(report, dict) else str(report)
+    try:
+        return Protocol.from_dict(rec["protocol"], source=f"{name} [protocol]")
+    except (KeyError, TypeError) as exc:
+        raise InputError("report has no valid protocol section", file=name,
+                         field="protocol") from exc
+
+
 def replay(
     report: str | os.PathLike[str] | dict[str, Any],
     alice: str | os.PathLike[str],
@@ -123,13 +136,9 @@ def replay(
     source) from ``seeds``, ``drop_unmatched`` from ``inputs`` and the context as recorded.
     """
     from diqkd.pipeline import Seeds, run
-    from diqkd.protocol import Protocol
 
     rec = load_report(report) if not isinstance(report, dict) else report
-    try:
-        proto = Protocol.from_dict(rec["protocol"], source="report [protocol]")
-    except (KeyError, TypeError) as exc:
-        raise InputError("report has no valid protocol section", field="protocol") from exc
+    proto = _report_protocol(rec, report)
     seeds = rec.get("seeds") or {}
     master = seeds.get("master")
     if not isinstance(master, int) or isinstance(master, bool) or master < 0:
@@ -200,7 +209,6 @@ def verify(
     the protocol has p > 0); if None it is read from ``keys_dir/alice.secret.json``.
     """
     from diqkd.pipeline import file_digest
-    from diqkd.protocol import Protocol
 
     rec = load_report(report) if not isinstance(report, dict) else report
     res = AuditResult()
@@ -214,10 +222,7 @@ def verify(
                          f"{str(want)[:16]}..."))
         if not ok:
             res.mismatches.append(Mismatch(f"inputs.{role}.sha256", want, got))
-    try:
-        proto = Protocol.from_dict(rec["protocol"], source="report [protocol]")
-    except (KeyError, TypeError) as exc:
-        raise InputError("report has no valid protocol section", field="protocol") from exc
+    proto = _report_protocol(rec, report)
     res.rows.append(("protocol digest", proto.sha256 == rec.get("protocol_sha256"),
                      proto.sha256[:16] + "..."))
 

@@ -270,6 +270,9 @@ class Protocol:
         allowed = _ec_fields()
         if allowed is not None:
             _unknown(ec, allowed, "ec.", source)
+        # Values too, not only names: a bad frame length must stop the run before any record is
+        # read, with the protocol file named (the reconciliation config validates its fields).
+        _ec_config(ec, eps, source)
         return {
             "gamma": gamma, "expected_S": s_exp, "expected_qber": q_exp,
             "omega_threshold": omega, "eps": eps, "noisy_preprocessing": p, "method": method,
@@ -330,17 +333,25 @@ class Protocol:
         ``eps_cor`` of the budget is passed on when the config has such a field and the table
         does not set it, so that the verification tag length follows the budget.
         """
-        from diqkd.reconciliation import ReconciliationConfig
+        return _ec_config(self.ec, self.eps, None)
 
-        kw = dict(self.ec)
-        if dataclasses.is_dataclass(ReconciliationConfig):
-            names = {f.name for f in dataclasses.fields(ReconciliationConfig)}
-            if "eps_cor" in names and "eps_cor" not in kw:
-                kw["eps_cor"] = self.eps.eps_cor
-        try:
-            return ReconciliationConfig(**kw)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"invalid [ec] settings {kw!r}: {exc}") from None
+
+def _ec_config(ec: Mapping[str, Any], eps: Epsilons, source: str | None) -> Any:
+    """Build the reconciliation config of an ``[ec]`` table; ConfigError names file and values.
+
+    ``eps_cor`` of the budget is passed on when the table does not set it.
+    """
+    from diqkd.reconciliation import ReconciliationConfig
+
+    kw = dict(ec)
+    if dataclasses.is_dataclass(ReconciliationConfig):
+        names = {f.name for f in dataclasses.fields(ReconciliationConfig)}
+        if "eps_cor" in names and "eps_cor" not in kw:
+            kw["eps_cor"] = eps.eps_cor
+    try:
+        return ReconciliationConfig(**kw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{_where(source, 'ec')}: invalid settings {dict(ec)!r}: {exc}") from None
 
 
 def _toml_value(v: Any) -> str:

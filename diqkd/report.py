@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from diqkd.errors import ConfigError, InputError
-from diqkd.fileio import TMP_PREFIX, atomic_write_bytes
+from diqkd.fileio import TMP_PREFIX, atomic_write_bytes, fsync_dir
 
 if TYPE_CHECKING:
     from diqkd.pipeline import Result
@@ -53,8 +53,11 @@ REPORT_SCHEMA = "diqkd-report/1"
 REPORT_NAME = "report.json"
 SECRET_NAME = "alice.secret.json"
 #: Every file a run writes (besides the emulated records); removed before new outputs are written.
-OUTPUT_NAMES = ("alice.key", "alice.key.json", "bob.key", "bob.key.json", SECRET_NAME,
-                REPORT_NAME)
+#: The order matters for crash safety: the report goes first (a report never outlives the keys it
+#: names), then the sidecars, then the key bytes, so a kill at any point of the removal leaves no
+#: report or sidecar that points at a missing or different key.
+OUTPUT_NAMES = (REPORT_NAME, SECRET_NAME, "alice.key.json", "bob.key.json", "alice.key",
+                "bob.key")
 #: Report entries that legitimately differ between two runs of the same inputs (audit ignores).
 VOLATILE = ("created", "timings_s", "software", "inputs.alice.path", "inputs.bob.path",
             "reconciliation.seconds")
@@ -263,6 +266,7 @@ def clear_outputs(out_dir: str | os.PathLike[str]) -> None:
     for stale in d.glob(TMP_PREFIX + "*"):
         with contextlib.suppress(OSError):
             stale.unlink()
+    fsync_dir(d)  # the removals reach the disk before any new output is written
 
 
 def write_outputs(out_dir: str | os.PathLike[str], result: Result) -> dict[str, Path]:

@@ -478,9 +478,6 @@ def _sub(old: str, new: str) -> Callable[[str], str]:
     return f
 
 
-EC_BUG = ("diqkd/protocol.py Protocol._validate checks only the [ec] key names; the values are "
-          "validated at run time by reconciliation_config(), after the records were read, and "
-          "the ConfigError does not name the protocol file")
 
 
 bad_protocol("syntax-error", _sub("gamma = 0.3", "gamma = = 0.3"), "not valid toml", "line")
@@ -526,12 +523,12 @@ bad_protocol("schema-version-2", _sub("schema = 1", "schema = 2"), "schema", "2"
 bad_protocol("ec-unknown-key", _sub("frame_length = 1000", "frame_length = 1000\nturbo = true"),
              "ec.turbo")
 bad_protocol("ec-frame-too-short", _sub("frame_length = 1000", "frame_length = 4"),
-             "frame_length", xfail=EC_BUG)
+             "frame_length")
 bad_protocol("ec-decoder-unknown", _sub("frame_length = 1000",
                                         'frame_length = 1000\ndecoder = "oracle"'),
-             "decoder", "oracle", xfail=EC_BUG)
+             "decoder", "oracle")
 bad_protocol("ec-frame-length-string", _sub("frame_length = 1000", 'frame_length = "big"'),
-             "frame_length", xfail=EC_BUG)
+             "frame_length")
 bad_protocol("not-utf8", b"gamma = 0.3\nname = \"\xff\xfe\"\n", "utf-8")
 bad_protocol("empty-file", "", "gamma", "required")
 
@@ -721,9 +718,6 @@ def _report(p: dict[str, Path], doc: object, name: str = "report.json") -> Path:
     return path
 
 
-AUDIT_BUG = ("diqkd/audit.py replay()/verify() raise InputError('report has no valid protocol "
-             "section') and ConfigError(source='report [protocol]') without the report's file "
-             "name")
 
 
 def bad_report(name: str, doc: object, *expect: str, cmd: str = "verify",
@@ -746,10 +740,8 @@ bad_report("no-schema", {"verdict": "key"}, "schema")
 bad_report("not-json", "{this is not json", "json")
 bad_report("json-array", [1, 2, 3], "object")
 bad_report("empty-file", "", "json")
-bad_report("no-protocol", {"schema": "diqkd-report/1", "inputs": {}}, "protocol",
-           xfail=AUDIT_BUG)
-bad_report("bad-protocol", {"schema": "diqkd-report/1", "protocol": {"gamma": 7}}, "gamma",
-           xfail=AUDIT_BUG)
+bad_report("no-protocol", {"schema": "diqkd-report/1", "inputs": {}}, "protocol")
+bad_report("bad-protocol", {"schema": "diqkd-report/1", "protocol": {"gamma": 7}}, "gamma")
 bad_report("sign-unknown-schema", {"schema": "diqkd-report/2"}, "schema", cmd="sign")
 
 

@@ -34,10 +34,6 @@ KILL_TRIALS = 20
 SEED = 7
 
 #: Bugs in diqkd/report.py (reported to the lead; these tests turn green when fixed):
-CLEAR_ORDER_BUG = (
-    "diqkd/report.py clear_outputs removes the previous run's keys before its report.json (the "
-    "commit marker): killed in between, the directory holds a report naming keys that are gone "
-    "(fix: unlink report.json first, then the secret, the sidecars, the keys; fsync the dir)")
 
 
 def _sidecar_digests(out: Path) -> dict[str, str]:
@@ -240,7 +236,6 @@ def _write_in_child(result, out: Path, die_at: int | None) -> int:
     return int(data or b"0")
 
 
-@pytest.mark.xfail(strict=True, reason=CLEAR_ORDER_BUG)
 def test_sigkill_at_every_write_step(key_result, tmp_path):
     """Previous outputs of another run are in the directory; the new run's write is killed
     before each of its file-system steps in turn. Every intermediate state is consistent: never
