@@ -124,9 +124,10 @@ def main() -> None:
         alice, bob = make(n)
         options: list[tuple[str, dict[str, Any]]] = [
             ("none", {}),
-            ("scaleoffset (library)", {"scaleoffset": 0}),
+            ("scaleoffset", {"scaleoffset": 0}),
             ("shuffle+lzf", {"shuffle": True, "compression": "lzf"}),
             ("shuffle+gzip1", {"shuffle": True, "compression": "gzip", "compression_opts": 1}),
+            ("shuffle+gzip1+fletcher32 (library)", formats_mod.HDF5_FILTERS),
         ]
         saved = formats_mod.HDF5_FILTERS
         try:

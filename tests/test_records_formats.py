@@ -233,3 +233,31 @@ def test_same_records_give_identical_bytes(tmp_path: Path, fmt: str) -> None:
     if fmt == "npz":  # zip members carry a time stamp: it must be a fixed one
         with zipfile.ZipFile(one) as zf:
             assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+
+
+def test_hdf5_checksum_catches_a_flipped_bit(tmp_path):
+    """A bit flipped on disk inside a chunk is a corrupt-file error, not altered data.
+
+    Without Fletcher-32, a flip that keeps the value in range (any 0/1 outcome column) would
+    read back as valid records with a different outcome.
+    """
+    import h5py
+
+    from diqkd.errors import InputError
+    from diqkd.records import Records, read_records, write_records
+
+    n = 50_000
+    rng = np.random.default_rng(3)
+    rec = Records("alice", {"round": np.arange(n, dtype=np.uint64),
+                            "x": rng.integers(0, 2, n), "a": rng.integers(0, 2, n)})
+    path = tmp_path / "alice.h5"
+    write_records(path, rec)
+    with h5py.File(path) as f:
+        assert f["a"].fletcher32
+        offset = f["a"].id.get_chunk_info(0).byte_offset
+    data = bytearray(path.read_bytes())
+    data[offset + 40] ^= 0x04
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError) as err:
+        read_records(path)
+    assert "corrupt" in str(err.value) and "'a'" in str(err.value)
