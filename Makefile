@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 bench: $(STAMP)
-	$(PY) bench/run_all.py
+	$(PY) bench/run_all.py $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check diqkd cli tests bench

@@ -5,6 +5,7 @@ Exit statuses, for scripts:
   1  internal error (a bug: please report it; set DIQKD_DEBUG=1 for the traceback)
   2  bad input or configuration (the message names the file, field, row and value)
   3  protocol abort (Bell test failed, verification failed, no positive key); report written
+  4  audit mismatch or invalid signature (`diqkd audit verify` / `check-signature`)
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ def cli() -> None:
       diqkd keyrate --S 2.612 --qber 0.03 --rounds 1.2e6
       diqkd audit verify REPORT --alice A.h5 --bob B.h5
 
-    Exit status: 0 ok, 1 internal error, 2 bad input or configuration, 3 protocol abort.
+    Exit status: 0 ok, 1 internal error, 2 bad input or configuration, 3 protocol abort,
+    4 audit mismatch or bad signature.
     """
 
 

@@ -92,6 +92,46 @@ def test_converged_means_syndrome_matches(seed: int, q: float, algorithm: str) -
         assert bool(res.converged[f]) == np.array_equal(code.syndrome(res.bits[f]), syn[f])
 
 
+@pytest.mark.parametrize("algorithm", ["sum-product", "min-sum"])
+def test_warm_start_continues_exactly(small_code: LdpcCode, algorithm: str) -> None:
+    """With unchanged priors, 3 + 3 iterations from a kept state are 6 layered iterations."""
+    code = small_code
+    x, llr, syn = _frames(code, 0.12, 8, seed=11)
+    llr[:, :3] = 0.0
+    six = decode(code, syn, llr, algorithm=algorithm, max_iterations=6, threads=1,
+                 return_llr=True)
+    a = decode(code, syn, llr, algorithm=algorithm, max_iterations=3, threads=1,
+               keep_state=True)
+    assert a.state is not None and a.state.R.shape == (8, code.edges)
+    b = decode(code, syn, llr, algorithm=algorithm, max_iterations=3, threads=1,
+               return_llr=True, state=a.state)
+    for f in range(8):
+        if a.converged[f]:  # stopped early: nothing to continue
+            continue
+        assert b.converged[f] == six.converged[f]
+        if six.iterations[f] == 6 or six.converged[f]:
+            np.testing.assert_allclose(b.llr[f], six.llr[f], rtol=1e-5, atol=1e-5)
+            assert np.array_equal(b.bits[f], six.bits[f])
+
+
+def test_warm_start_after_reveal_and_patience() -> None:
+    """Blind-mode use: a stalled attempt stops early (patience); revealing bits and continuing
+    from its state decodes; converged always means the syndrome matches."""
+    code = random_code(600, 240, 3, seed=3)
+    x, llr, syn = _frames(code, 0.09, 4, seed=2)
+    first = decode(code, syn, llr, max_iterations=200, patience=4, keep_state=True, threads=1)
+    for f in range(4):
+        assert bool(first.converged[f]) == np.array_equal(code.syndrome(first.bits[f]), syn[f])
+    stalled = ~first.converged
+    assert stalled.any() and (first.iterations[stalled] < 200).all()
+    llr2 = llr.copy()
+    llr2[:, :300] = np.where(x[:, :300] == 1, -LLR_KNOWN, LLR_KNOWN)  # reveal half the bits
+    second = decode(code, syn, llr2, max_iterations=100, state=first.state, threads=1)
+    assert second.converged.all() and (second.bits == x).all()
+    with pytest.raises(ValueError):
+        decode(code, syn[:2], llr2[:2], state=first.state)
+
+
 def test_rejects_bad_input(small_code: LdpcCode) -> None:
     llr = np.zeros(small_code.n)
     syn = np.zeros(small_code.m, dtype=np.uint8)

@@ -197,6 +197,30 @@ def test_roles_with_explicit_message_loop(codes) -> None:
     assert np.array_equal(res.bob_corrected[res.verified_mask()], a[res.verified_mask()])
 
 
+@pytest.mark.parametrize("state_bytes", [0, 1 << 30])
+def test_blind_rounds_continue_from_state(codes, monkeypatch, state_bytes: int) -> None:
+    """Blind rounds after the first continue BP from the kept state (or restart when the state
+    budget is exhausted); either way only Alice's bits are released and leakage is exact."""
+    real = proto_mod.decode
+    calls: list[tuple[int, bool]] = []
+
+    def spy(code, syn, llr, **kw):
+        calls.append((syn.shape[0], kw.get("state") is not None))
+        return real(code, syn, llr, **kw)
+
+    monkeypatch.setattr(proto_mod, "decode", spy)
+    monkeypatch.setattr(proto_mod, "_STATE_BYTES", state_bytes)
+    a, b, ep = _data(9000, 0.03, 0.03, 0.0, seed=13)
+    cfg = ReconciliationConfig(rate_adaptation="blind", efficiency=1.6, frame_length=N_CODE,
+                               blind_start_efficiency=1.0, blind_step=0.03)
+    T = Transcript()
+    res = reconcile(a, b, ep, cfg, seed=5, transcript=T, codes=codes)
+    _check_invariants(res, a, T)
+    assert res.all_verified and res.attempts.max() > 1
+    assert not calls[0][1]
+    assert any(warm for _, warm in calls[1:]) == (state_bytes > 0)
+
+
 def test_efficiency_and_priors_mix(codes) -> None:
     a, b, ep = _data(8000, 0.02, 0.15, 0.1, seed=9)
     res = reconcile(a, b, ep, ReconciliationConfig(efficiency=1.5), seed=3, codes=codes)

@@ -43,6 +43,7 @@ __all__ = [
     "ALGORITHMS",
     "LLR_KNOWN",
     "DecodeResult",
+    "DecoderState",
     "decode",
     "llr_from_error_prob",
     "reference_decode",
@@ -75,6 +76,43 @@ class DecodeResult:
     converged: np.ndarray
     iterations: np.ndarray
     llr: np.ndarray | None = None
+    state: DecoderState | None = None
+
+
+@dataclass
+class DecoderState:
+    """BP state of a batch of frames, to continue decoding after the priors change (blind mode).
+
+    prior
+        (frames, n) float64: the (clipped) prior LLRs the state was computed with.
+    L
+        (frames, n) float32: posterior LLRs (prior + sum of the check messages).
+    R
+        (frames, E) float32: check-to-variable messages in the code's check-ordered edge layout.
+
+    ``decode(..., state=s)`` continues from ``s`` with new priors: ``L += new prior - s.prior``
+    (layered BP keeps ``L_v = prior_v + sum_c R_cv``), so revealing a punctured bit just pins its
+    posterior instead of discarding every message (Martinez-Mateo et al., QIC 12, 791 (2012)).
+    """
+
+    prior: np.ndarray
+    L: np.ndarray
+    R: np.ndarray
+
+    def frame(self, j: int) -> DecoderState:
+        """The state of frame ``j`` alone (copies, so the batch arrays can be freed)."""
+        return DecoderState(self.prior[j:j + 1].copy(), self.L[j:j + 1].copy(),
+                            self.R[j:j + 1].copy())
+
+    @staticmethod
+    def stack(states: list[DecoderState]) -> DecoderState:
+        return DecoderState(np.concatenate([s.prior for s in states]),
+                            np.concatenate([s.L for s in states]),
+                            np.concatenate([s.R for s in states]))
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.prior.nbytes + self.L.nbytes + self.R.nbytes)
 
 
 def llr_from_error_prob(bob_bits: np.ndarray, error_prob: np.ndarray) -> np.ndarray:
@@ -106,13 +144,20 @@ def _syndrome_ok(check_ptr, check_idx, L, synd):
 
 
 @njit(cache=True, nogil=True)
-def _decode_frame(check_ptr, check_idx, llr0, synd, max_iter, alg, alpha, beta, max_deg, out, post):
-    """Decode one frame in place; returns iterations (negative if not converged)."""
+def _decode_frame(check_ptr, check_idx, llr0, synd, max_iter, alg, alpha, beta, max_deg, out,
+                  L, R, warm, patience):
+    """Decode one frame in place; returns iterations (negative if not converged).
+
+    ``L`` (n) and ``R`` (E) float32 are the posterior and check-message buffers: initialised from
+    ``llr0`` and 0 unless ``warm`` (then they hold a previous state, already shifted to the new
+    priors by the caller) and left holding the final state.
+    """
     n = llr0.shape[0]
     m = check_ptr.shape[0] - 1
-    E = check_idx.shape[0]
-    L = llr0.astype(np.float32)
-    R = np.zeros(E, dtype=np.float32)
+    if not warm:
+        for i in range(n):
+            L[i] = np.float32(llr0[i])
+        R[:] = 0.0
     t = np.empty(max_deg, dtype=np.float32)
     th = np.empty(max_deg, dtype=np.float32)
     one = np.float32(1.0)
@@ -125,17 +170,19 @@ def _decode_frame(check_ptr, check_idx, llr0, synd, max_iter, alg, alpha, beta, 
     if _syndrome_ok(check_ptr, check_idx, L, synd):
         for i in range(n):
             out[i] = 1 if L[i] < 0.0 else 0
-        if post.shape[0] == n:
-            post[:] = L
         return 0
     it = 0
     ok = False
+    best = m + 1
+    it_best = 0
     while it < max_iter:
         it += 1
+        uns = 0
         for c in range(m):
             e0 = check_ptr[c]
             deg = check_ptr[c + 1] - e0
             flip = synd[c] != 0
+            par = flip
             if alg == 0:
                 # magnitudes |tanh(t/2)| = (1 - e^-|t|) / (1 + e^-|t|) and the sign parity are
                 # kept apart, so the loop is nearly branch-free
@@ -166,7 +213,9 @@ def _decode_frame(check_ptr, check_idx, llr0, synd, max_iter, alg, alpha, beta, 
                     r = np.log((one + p) / (one - p))
                     r *= one - two * (neg ^ (t[k] < zero))
                     R[e0 + k] = r
-                    L[check_idx[e0 + k]] = t[k] + r
+                    lv = t[k] + r
+                    L[check_idx[e0 + k]] = lv
+                    par ^= lv < zero
             else:
                 min1 = np.float32(3e38)
                 min2 = np.float32(3e38)
@@ -194,26 +243,33 @@ def _decode_frame(check_ptr, check_idx, llr0, synd, max_iter, alg, alpha, beta, 
                     # sign of the product over the others = total sign * sign(t_k)
                     r = mag * (one - two * (neg ^ (t[k] < zero)))
                     R[e0 + k] = r
-                    L[check_idx[e0 + k]] = t[k] + r
+                    lv = t[k] + r
+                    L[check_idx[e0 + k]] = lv
+                    par ^= lv < zero
+            uns += par
         if _syndrome_ok(check_ptr, check_idx, L, synd):
             ok = True
             break
+        if uns < best:
+            best = uns
+            it_best = it
+        elif patience > 0 and it - it_best >= patience:
+            break
     for i in range(n):
         out[i] = 1 if L[i] < 0.0 else 0
-    if post.shape[0] == n:
-        post[:] = L
     return it if ok else -it
 
 
 @njit(cache=True, nogil=True, parallel=True)
 def _decode_batch(
-    check_ptr, check_idx, llr, synd, max_iter, alg, alpha, beta, max_deg, out, its, post
+    check_ptr, check_idx, llr, synd, max_iter, alg, alpha, beta, max_deg, out, its, L, R, warm,
+    patience,
 ):
     F = llr.shape[0]
     for f in prange(F):
         its[f] = _decode_frame(
             check_ptr, check_idx, llr[f], synd[f], max_iter, alg, alpha, beta, max_deg, out[f],
-            post[f],
+            L[f], R[f], warm[f], patience[f],
         )
 
 
@@ -238,6 +294,9 @@ def decode(
     ms_offset: float = 0.0,
     threads: int | None = None,
     return_llr: bool = False,
+    state: DecoderState | None = None,
+    keep_state: bool = False,
+    patience: int | np.ndarray = 0,
 ) -> DecodeResult:
     """Decode a batch of frames of one code (frames run in parallel on ``threads`` cores).
 
@@ -258,6 +317,17 @@ def decode(
         Worker threads (default: all available cores).
     return_llr
         Also return the final posterior LLRs (``DecodeResult.llr``; tests and diagnostics).
+    state
+        Continue from this :class:`DecoderState` (one row per frame) instead of starting from the
+        priors: the posteriors are shifted by the change of the priors and the check messages
+        kept. Decoding from a state is still BP on the given syndromes and priors; ``converged``
+        has the same meaning (the output satisfies the syndrome).
+    keep_state
+        Return the final state in ``DecodeResult.state`` (E + n floats per frame).
+    patience
+        0 (default): run up to ``max_iterations``. k > 0 (scalar or per frame): stop a frame
+        early, not converged, once its count of unsatisfied checks has not improved for k
+        iterations (blind mode: a stalled attempt asks for more bits instead of idling).
     """
     if algorithm not in _ALG_CODE:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, not {algorithm!r}")
@@ -274,7 +344,19 @@ def decode(
     F = llr2.shape[0]
     out = np.zeros((F, code.n), dtype=np.uint8)
     its = np.zeros(F, dtype=np.int64)
-    post = np.zeros((F, code.n if return_llr else 0), dtype=np.float32)
+    E = int(code.check_idx.shape[0])
+    if state is not None:
+        if (state.L.shape != (F, code.n) or state.R.shape != (F, E)
+                or state.prior.shape != (F, code.n)):
+            raise ValueError("decoder state does not match the code and the number of frames")
+        L = (state.L + (llr2 - state.prior)).astype(np.float32)
+        R = np.array(state.R, dtype=np.float32, copy=True)
+        warm = np.ones(F, dtype=np.bool_)
+    else:
+        L = np.empty((F, code.n), dtype=np.float32)
+        R = np.empty((F, E), dtype=np.float32)
+        warm = np.zeros(F, dtype=np.bool_)
+    pat = np.ascontiguousarray(np.broadcast_to(np.asarray(patience, dtype=np.int64), (F,)))
     max_deg = int(code.check_degrees.max()) if code.m else 1
     check_ptr = np.ascontiguousarray(code.check_ptr, dtype=np.int64)
     check_idx = np.ascontiguousarray(code.check_idx, dtype=np.int32)
@@ -283,7 +365,7 @@ def decode(
     try:
         _decode_batch(
             check_ptr, check_idx, llr2, syn2, int(max_iterations), _ALG_CODE[algorithm],
-            float(ms_scaling), float(ms_offset), max_deg, out, its, post,
+            float(ms_scaling), float(ms_offset), max_deg, out, its, L, R, warm, pat,
         )
     finally:
         numba.set_num_threads(prev)
@@ -293,13 +375,14 @@ def decode(
     for f in np.flatnonzero(converged):
         if not np.array_equal(code.syndrome(out[f]), syn2[f]):
             converged[f] = False
-    llr_out = post if return_llr else None
+    llr_out = L if return_llr else None
+    st = DecoderState(llr2, L, R) if keep_state else None
     if single:
         return DecodeResult(
             out[0], converged[:1].copy(), iterations[:1].copy(),
-            None if llr_out is None else llr_out[0],
+            None if llr_out is None else llr_out[0], st,
         )
-    return DecodeResult(out, converged, iterations, llr_out)
+    return DecodeResult(out, converged, iterations, llr_out, st)
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,11 +16,12 @@ Outline (details and the security argument for each leakage item: docs/reconcili
    vector satisfies the syndrome he compares the tag once: equal -> verified. He announces the
    outcome per frame (``ec-verdict``, 1 bit per frame counted).
 4. Blind mode: for a frame that did not decode Alice reveals some of her punctured pad bits
-   (``ec-reveal``, 1 bit each) and Bob decodes again. When no pad bit is left (or in the fixed and
-   adaptive modes at once), a failed frame is handled by ``on_failure``: ``"reveal"`` -> Alice
-   reveals the frame payload in the clear (all its bits counted as leakage) so that the run goes on
-   with a frame that contributes no key; ``"fail"`` -> the frame is marked not verified and its
-   output bits are zeros (the pipeline then aborts).
+   (``ec-reveal``, 1 bit each) and Bob decodes again, continuing from the BP messages of the
+   previous attempt (the revealed positions' priors are pinned). When no pad bit is left (or in
+   the fixed and adaptive modes at once), a failed frame is handled by ``on_failure``:
+   ``"reveal"`` -> Alice reveals the frame payload in the clear (all its bits counted as
+   leakage) so that the run goes on with a frame that contributes no key; ``"fail"`` -> the
+   frame is marked not verified and its output bits are zeros (the pipeline then aborts).
 
 Every message goes through ``transcript.send``; the itemised :class:`Leakage` equals the sum of
 their ``leak_bits``.
@@ -41,7 +42,7 @@ import numpy as np
 from diqkd.transcript import Message
 
 from .code import LdpcCode
-from .decoder import ALGORITHMS, LLR_KNOWN, decode, llr_from_error_prob
+from .decoder import ALGORITHMS, LLR_KNOWN, DecoderState, decode, llr_from_error_prob
 from .leakage import Leakage, h2
 from .verify import TagSpec, poly_hash, tag_spec
 
@@ -57,7 +58,16 @@ __all__ = [
 MODES = ("fixed", "adaptive", "blind")
 ON_FAILURE = ("reveal", "fail")
 PROTOCOL_VERSION = "diqkd-ec-v1"
-_BATCH = 64  # frames per decoder call (bounds memory: 64 x n LLRs)
+_BATCH = 64  # frames per decoder call (at most; see _batch_size)
+_BATCH_BYTES = 192 << 20  # decoder message memory per call (E + n floats per frame)
+_BLIND_PATIENCE = 8  # iterations without fewer unsatisfied checks before a blind attempt stops
+_BLIND_CEILING_SLACK = 0.95  # blind code choice: smallest m >= 0.95 efficiency S (see plan)
+_STATE_BYTES = 512 << 20  # blind mode: decoder states kept between rounds (warm start)
+
+
+def _batch_size(code: LdpcCode) -> int:
+    per_frame = 4 * (int(code.check_idx.shape[0]) + 3 * code.n)
+    return int(max(1, min(_BATCH, _BATCH_BYTES // per_frame)))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -85,12 +95,16 @@ class ReconciliationConfig:
         (2012)).
     efficiency
         Target f = leak / (sum_i h(p_i)) of the syndrome: the operating point in adaptive mode,
-        the ceiling in blind mode (the mother code is the one with the smallest m >= efficiency
-        * frame entropy, so blind rounds can go up to about this f before the fallback).
+        the ceiling in blind mode (the mother code is the one with the smallest m >= 0.95
+        efficiency * frame entropy, so blind rounds can go up to at least 0.95 times this f
+        before the fallback).
     modulation
         Fraction delta of the code positions that are punctured or shortened (adaptive, blind).
     blind_start_efficiency, blind_step
-        Blind mode: starting f, and the f increment revealed per failed attempt.
+        Blind mode: starting f, and the f increment revealed per failed attempt. While pad bits
+        are left, an attempt that stalls (no new minimum of unsatisfied checks for
+        ``_BLIND_PATIENCE`` = 8 iterations) stops early, and the next attempt continues BP from
+        its messages (warm start) instead of restarting from the priors.
     on_failure
         ``"reveal"`` (reveal failed frames in the clear, counted) or ``"fail"`` (mark them).
     eps_cor
@@ -114,7 +128,7 @@ class ReconciliationConfig:
     efficiency: float = 1.25
     modulation: float = 0.1
     blind_start_efficiency: float = 1.05
-    blind_step: float = 0.02
+    blind_step: float = 0.01
     on_failure: str = "reveal"
     eps_cor: float = 1e-10
     code_seed: int = 0
@@ -318,7 +332,15 @@ def _make_plan(
         by_m = [c for c in by_m if abs(1.0 - c.m / c.n - config.code_rate) < 1e-3]
         if not by_m:
             raise ValueError(f"no mother code of rate {config.code_rate} in the library")
-    ok = [c for c in by_m if c.m >= target]
+    floor = target
+    if config.rate_adaptation == "blind":
+        # blind mode decodes well below the ceiling m / S, and less puncturing decodes better
+        # (rate-0.75 instead of punctured rate-0.70 at QBER 3.6 %: realised f 1.099 vs 1.117), so
+        # the ceiling may sit up to 5 % below `efficiency` (a frame failing there is revealed
+        # whole, so it stays >= 0.95 efficiency); this also lets QBER 8 % start at
+        # blind_start_efficiency (rate 0.55: the rate-0.50 code cannot puncture below f = 1.105)
+        floor = _BLIND_CEILING_SLACK * target
+    ok = [c for c in by_m if c.m >= floor]
     code = (ok[0] if ok else by_m[-1]).load()
     pun = punctured_order(code, public_seed)
     P = int(pun.shape[0])
@@ -629,6 +651,7 @@ class BobReconciler:
         self._awaiting.add(("key", -1))
         self._fallback: list[int] = []
         self._hash_rejected: list[int] = []
+        self._states: dict[int, DecoderState] = {}  # blind: BP state of frames asked for more
         self.leak = {"syndrome": 0, "revealed": 0, "tag": 0, "feedback": 0}
         msg = Message("bob", "ec-plan", json.dumps(plan, sort_keys=True).encode(), leak_bits=0,
                       meta={"frames": F, "code": plan["code"]["digest"],
@@ -691,17 +714,33 @@ class BobReconciler:
         more: list[int] = []
         failed: list[int] = []
         done_before = int(np.count_nonzero(self._status))
-        for b0 in range(0, pending.shape[0], _BATCH):
-            batch = pending[b0:b0 + _BATCH]
+        bs = _batch_size(self.code)
+        # frames continuing from a kept state are decoded in their own batches (warm start)
+        warm = [int(f) for f in pending if int(f) in self._states]
+        cold = [int(f) for f in pending if int(f) not in self._states]
+        batches = [np.asarray(warm[i:i + bs], dtype=np.int64) for i in range(0, len(warm), bs)]
+        batches += [np.asarray(cold[i:i + bs], dtype=np.int64) for i in range(0, len(cold), bs)]
+        done_now = 0
+        for batch in batches:
             llrs, lays = [], []
             for f in batch:
                 llr, lay = self._llr(int(f))
                 llrs.append(llr)
                 lays.append(lay)
             syn = np.stack([np.asarray(self._syn[int(f)]) for f in batch])
+            st = None
+            if int(batch[0]) in self._states:
+                st = DecoderState.stack([self._states.pop(int(f)) for f in batch])
+            blind = self.plan["mode"] == "blind"
+            # blind: an attempt that stalls while pad bits are left stops early and asks for more
+            # (its state is kept, so the iterations are not lost); the last attempt runs in full
+            pat = np.array([_BLIND_PATIENCE if blind and self._p_now[int(f)] > 0 else 0
+                            for f in batch], dtype=np.int64)
             res = decode(self.code, syn, np.stack(llrs), algorithm=cfg.decoder,
                          max_iterations=cfg.max_iterations, ms_scaling=cfg.ms_scaling,
-                         ms_offset=cfg.ms_offset, threads=cfg.threads or None)
+                         ms_offset=cfg.ms_offset, threads=cfg.threads or None,
+                         state=st, keep_state=blind, patience=pat)
+            del st
             for j, f in enumerate(batch):
                 f = int(f)
                 self._iters[f] += int(res.iterations[j])
@@ -716,16 +755,21 @@ class BobReconciler:
                     # syndrome matched but the hash did not: never compare this frame again
                     self._hash_rejected.append(f)
                     failed.append(f)
-                elif self.plan["mode"] == "blind" and self._p_now[f] > 0:
+                elif blind and self._p_now[f] > 0:
                     more.append(f)
+                    if res.state is not None and self._state_room(res.state):
+                        self._states[f] = res.state.frame(j)
                 else:
                     failed.append(f)
+            done_now += batch.shape[0]
             if self.progress is not None:
-                done = done_before + b0 + batch.shape[0]
+                done = done_before + done_now
                 try:
                     self.progress(min(done, self.F), self.F)
                 except Exception:  # noqa: BLE001  (a progress callback never breaks the run)
                     pass
+        more.sort()
+        failed.sort()
         reveal = []
         if self.config.on_failure == "reveal":
             reveal = failed
@@ -749,6 +793,10 @@ class BobReconciler:
         if final:
             self.done = True
         return out
+
+    def _state_room(self, st: DecoderState) -> bool:
+        per_frame = st.nbytes // max(1, st.L.shape[0])
+        return (len(self._states) + 1) * per_frame <= _STATE_BYTES
 
     def _final(self) -> list[Message]:
         """All frames decided after fallback reveals: the closing verdict (no new decisions)."""
