@@ -51,8 +51,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=float, default=8e6)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="1e6 rounds (make bench ARGS=--quick)")
     args = ap.parse_args(argv)
-    rounds = int(args.rounds)
+    rounds = int(1e6) if args.quick else int(args.rounds)
     _emulator("ustc-atoms-11km", 1 << 17, 0)  # warm-up (imports, caches)
     base = min(_baseline(rounds, s) for s in (1, 2))
     results = {"rounds": rounds, "baseline_rounds_per_s": rounds / base}
