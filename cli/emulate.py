@@ -29,18 +29,10 @@ from diqkd.emulator import (
 )
 from diqkd.emulator.params import LinkParams
 from diqkd.errors import ConfigError
+from diqkd_cli.options import parse_rounds
 
 _SWEEP_KEYS = {"distance": "distance_km", "distance_km": "distance_km"}
 
-
-def _rounds(text: str) -> int:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(f"--rounds: not a number: {text!r}") from None
-    if not (math.isfinite(value) and value >= 0 and value.is_integer()):
-        raise ConfigError(f"--rounds must be a whole number >= 0, got {text!r}")
-    return int(value)
 
 
 def _parse_set(items: tuple[str, ...]) -> dict[str, Any]:
@@ -216,7 +208,7 @@ def command(preset: str, config: str | None, rounds: str, seed: int, out_dir: st
             if plot:
                 click.echo(f"plot written to {plot}", err=True)
         return
-    n = _rounds(rounds)
+    n = parse_rounds(rounds, minimum=0)
     if out_dir is None:
         raise ConfigError("--out DIR is required to write records (or use --sweep / "
                           "--list-presets)")

@@ -24,20 +24,10 @@ from diqkd.security import (
     threshold_for_completeness,
 )
 from diqkd.security.entropy import omega_from_S
+from diqkd_cli.options import parse_rounds
 
 __all__ = ["command"]
 
-
-def _rounds(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        f = float(value)
-    except ValueError:
-        raise ConfigError(f"--rounds must be a number like 1.2e6, got {value!r}") from None
-    if not math.isfinite(f) or f < 1 or f != math.floor(f):
-        raise ConfigError(f"--rounds must be a positive integer, got {value!r}")
-    return int(f)
 
 
 def _stats_from_records(directory: str) -> dict[str, Any]:
@@ -188,7 +178,7 @@ def command(S: float | None, qber: float | None, rounds: str | None, records: st
         raise ConfigError(f"--gamma must lie in (0, 1], got {gamma}")
     if efficiency < 1.0:
         raise ConfigError(f"--efficiency must be >= 1, got {efficiency}")
-    n = _rounds(rounds)
+    n = parse_rounds(rounds)
     if n is None and not want_min:
         raise ConfigError("give --rounds N (or --min-rounds, or --records DIR)")
     eps = (EpsilonBudget.split(eps_snd, eps_complete) if eps_snd is not None

@@ -11,7 +11,6 @@ configuration, 1 internal error.
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import click
 
 from diqkd.errors import ConfigError, ProtocolAbort
+from diqkd_cli.options import parse_rounds
 
 __all__ = ["command", "DEFAULT_PRESET", "DEFAULT_ROUNDS", "default_protocol"]
 
@@ -51,17 +51,6 @@ def default_protocol(preset: str, link: Any = None) -> Any:
             "expected": {"S": round(float(exp.S), 6), "qber": round(float(exp.qber), 6)}}
     return Protocol.from_dict(data, source=f"default protocol for {preset}")
 
-
-def _rounds(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        f = float(value)
-    except ValueError:
-        raise ConfigError(f"--rounds must be a number like 2e6, got {value!r}") from None
-    if not math.isfinite(f) or f < 1 or f != math.floor(f):
-        raise ConfigError(f"--rounds must be a positive integer, got {value!r}")
-    return int(f)
 
 
 class _StderrProgress:
@@ -171,7 +160,7 @@ def command(alice: str | None, bob: str | None, protocol_path: str | None, out_d
     from diqkd.pipeline import Seeds, load_protocol, run
     from diqkd.report import prepare_out_dir
 
-    rounds = _rounds(rounds_text)
+    rounds = parse_rounds(rounds_text)
     given = [o for o, v in (("--alice", alice), ("--bob", bob)) if v]
     emulate = not given
     if given and len(given) != 2:
