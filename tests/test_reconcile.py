@@ -269,3 +269,80 @@ def test_input_validation(codes) -> None:
         reconcile(np.zeros(10, np.uint8), np.zeros(11, np.uint8), 0.1, codes=codes)
     with pytest.raises(ValueError):
         BobReconciler(np.zeros(10, np.uint8), np.full(10, 1.5), ReconciliationConfig())
+
+
+def _public_levels(verdicts: list[dict], upto: int) -> list[int]:
+    """Success levels (blind steps before the successful attempt) of the frames decided by
+    verdict ``upto``, recomputed from the public verdicts alone (what Alice can compute)."""
+    attempts: dict[int, int] = {}
+    skip_of: dict[int, int] = {}
+    revealed: set[int] = set()
+    for v in verdicts[:upto + 1]:
+        for f in v["decided"]:
+            attempts[f] = attempts.get(f, 0) + 1
+        revealed |= set(v["reveal"])
+        for f in v.get("start", []):
+            skip_of[f] = v["skip"]
+    # frames decided by then: attempted and not asked for more in the last verdict
+    decided = [f for f in attempts if f not in verdicts[upto]["more"]]
+    return [skip_of.get(f, 0) + attempts[f] - (0 if f in revealed else 1) for f in decided]
+
+
+def test_blind_waves_learn_start_from_public_verdicts(codes, monkeypatch) -> None:
+    """Blind mode decodes a first wave, then starts the other frames at a step learned from the
+    public outcomes: the announced skip is recomputable from the verdicts (leaks nothing new),
+    the pre-revealed pad bits are counted, and the run is deterministic."""
+    import json
+
+    monkeypatch.setattr(proto_mod, "_LEARN_QUANTILE", 0.5)  # so that the skip is > 0 here
+    monkeypatch.setattr(proto_mod, "_LEARN_BACK", 0)
+    a, b, ep = _data(36_000, 0.03, 0.03, 0.0, seed=21)
+    cfg = ReconciliationConfig(rate_adaptation="blind", efficiency=1.6, frame_length=N_CODE,
+                               blind_start_efficiency=1.0, blind_step=0.03)
+    T = Transcript()
+    res = reconcile(a, b, ep, cfg, seed=8, transcript=T, codes=codes)
+    _check_invariants(res, a, T)
+    assert res.all_verified
+    verdicts = [json.loads(m.payload.decode()) for m in T if m.kind == "ec-verdict"]
+    starts = [i for i, v in enumerate(verdicts) if v.get("start")]
+    assert len(starts) == 1
+    i = starts[0]
+    first_wave = set(verdicts[0]["decided"])
+    assert 0 < len(first_wave) < res.frames
+    assert set(verdicts[i]["start"]) == set(range(res.frames)) - first_wave
+    lv = sorted(_public_levels(verdicts, i))
+    q = lv[int(np.floor(proto_mod._LEARN_QUANTILE * (len(lv) - 1)))]
+    assert verdicts[i]["skip"] == max(0, q - proto_mod._LEARN_BACK) > 0
+    # the pre-revealed pad bits of the started frames are in the transcript and counted
+    pre = [m for m in T if m.kind == "ec-reveal" and m.meta.get("start")]
+    assert {m.meta["frame"] for m in pre} == set(verdicts[i]["start"])
+    # feedback: one bit per frame attempted in a round, nothing for the announcement itself
+    assert res.leakage.feedback_bits == sum(len(v["decided"]) for v in verdicts)
+    T2 = Transcript()
+    res2 = reconcile(a, b, ep, cfg, seed=8, transcript=T2, codes=codes)
+    assert T2.digest == T.digest and np.array_equal(res2.iterations, res.iterations)
+
+
+def test_blind_ceiling_rescue_replays_step_path(codes, monkeypatch) -> None:
+    """A frame failing its last blind attempt (no pad bit left) is decoded once more locally along
+    the step-by-step path before the fallback; no message or leakage is added for it."""
+    real = proto_mod.BobReconciler._rescue
+    seen: list[int] = []
+
+    def spy(self, batch, failed):
+        seen.extend(batch)
+        return real(self, batch, failed)
+
+    monkeypatch.setattr(proto_mod.BobReconciler, "_rescue", spy)
+    a, b, ep = _data(4000, 0.03, 0.03, 0.0, seed=3)
+    # a start well below the codes' threshold and a one-step ladder: the frames reach the
+    # ceiling after one cheap attempt
+    cfg = ReconciliationConfig(rate_adaptation="blind", efficiency=1.6, frame_length=N_CODE,
+                               blind_start_efficiency=0.6, blind_step=1.0, max_iterations=30)
+    monkeypatch.setattr(proto_mod, "_BLIND_PATIENCE", 1)
+    T = Transcript()
+    res = reconcile(a, b, ep, cfg, seed=2, transcript=T, codes=codes)
+    _check_invariants(res, a, T)
+    assert seen
+    assert res.leakage.feedback_bits == sum(
+        m.meta["frames"] for m in T if m.kind == "ec-verdict")

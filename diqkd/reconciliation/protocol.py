@@ -22,6 +22,8 @@ Outline (details and the security argument for each leakage item: docs/reconcili
    ``"reveal"`` -> Alice reveals the frame payload in the clear (all its bits counted as
    leakage) so that the run goes on with a frame that contributes no key; ``"fail"`` -> the
    frame is marked not verified and its output bits are zeros (the pipeline then aborts).
+   Blind mode decodes a first wave of frames, then starts the others at a step learned from the
+   first wave's public outcomes (announced in the verdict; see ``BobReconciler._next_wave``).
 
 Every message goes through ``transcript.send``; the itemised :class:`Leakage` equals the sum of
 their ``leak_bits``.
@@ -57,12 +59,20 @@ __all__ = [
 
 MODES = ("fixed", "adaptive", "blind")
 ON_FAILURE = ("reveal", "fail")
-PROTOCOL_VERSION = "diqkd-ec-v1"
+PROTOCOL_VERSION = "diqkd-ec-v2"  # v2: blind waves (verdict `start`/`skip`)
 _BATCH = 64  # frames per decoder call (at most; see _batch_size)
 _BATCH_BYTES = 192 << 20  # decoder message memory per call (E + n floats per frame)
-_BLIND_PATIENCE = 8  # iterations without fewer unsatisfied checks before a blind attempt stops
+_BLIND_PATIENCE = 4  # iterations without fewer unsatisfied checks before a blind attempt stops
 _BLIND_CEILING_SLACK = 0.95  # blind code choice: smallest m >= 0.95 efficiency S (see plan)
 _STATE_BYTES = 512 << 20  # blind mode: decoder states kept between rounds (warm start)
+# blind mode, learned starting point: the first wave of frames starts at blind_start_efficiency;
+# once it is decided, every later frame starts _LEARN_BACK steps below the _LEARN_QUANTILE of the
+# public success levels of the frames decided so far (see BobReconciler._next_wave)
+_RESCUE_PATIENCE = 8  # blind: patience of the local step-by-step replay before a fallback
+_WAVE_FIRST = 0.125  # fraction of the frames in the first wave (at least _WAVE_MIN)
+_WAVE_MIN = 4
+_LEARN_QUANTILE = 0.25
+_LEARN_BACK = 1
 
 
 def _batch_size(code: LdpcCode) -> int:
@@ -103,7 +113,7 @@ class ReconciliationConfig:
     blind_start_efficiency, blind_step
         Blind mode: starting f, and the f increment revealed per failed attempt. While pad bits
         are left, an attempt that stalls (no new minimum of unsatisfied checks for
-        ``_BLIND_PATIENCE`` = 8 iterations) stops early, and the next attempt continues BP from
+        ``_BLIND_PATIENCE`` = 4 iterations) stops early, and the next attempt continues BP from
         its messages (warm start) instead of restarting from the priors.
     on_failure
         ``"reveal"`` (reveal failed frames in the clear, counted) or ``"fail"`` (mark them).
@@ -569,6 +579,19 @@ class AliceReconciler:
             out.append(Message("alice", "ec-reveal", _pack(vals), leak_bits=int(r),
                                meta={"frame": f, "kind": "pad", "bits": int(r),
                                      "round": verdict["round"]}))
+        skip = int(verdict.get("skip", 0))
+        for f in verdict.get("start", []):
+            # a frame of a later wave starts `skip` blind steps up: reveal those pad bits now
+            p = self._p_now[f]
+            step = max(1, math.ceil(self.plan["blind_step"] * self.plan["entropy"][f]))
+            r = min(skip * step, p)
+            if r <= 0:
+                continue
+            vals = self._pads[f][p - r:p]
+            self._p_now[f] = p - r
+            out.append(Message("alice", "ec-reveal", _pack(vals), leak_bits=int(r),
+                               meta={"frame": f, "kind": "pad", "bits": int(r),
+                                     "round": verdict["round"], "start": True}))
         for f in verdict["reveal"]:
             out.append(Message("alice", "ec-reveal", _pack(self._payloads[f]),
                                leak_bits=int(self._payloads[f].shape[0]),
@@ -652,6 +675,13 @@ class BobReconciler:
         self._fallback: list[int] = []
         self._hash_rejected: list[int] = []
         self._states: dict[int, DecoderState] = {}  # blind: BP state of frames asked for more
+        # frames whose first attempt is scheduled; blind mode starts a first wave only
+        self._started = np.ones(F, dtype=bool)
+        self._skip_of: dict[int, int] = {}  # announced starting step of later-wave frames
+        if plan["mode"] == "blind" and F > _WAVE_MIN:
+            w1 = min(F, max(_WAVE_MIN, math.ceil(_WAVE_FIRST * F)))
+            if w1 < F:
+                self._started[w1:] = False
         self.leak = {"syndrome": 0, "revealed": 0, "tag": 0, "feedback": 0}
         msg = Message("bob", "ec-plan", json.dumps(plan, sort_keys=True).encode(), leak_bits=0,
                       meta={"frames": F, "code": plan["code"]["digest"],
@@ -710,9 +740,10 @@ class BobReconciler:
     def _decode_round(self) -> list[Message]:
         assert self._keys is not None
         cfg = self.config
-        pending = np.flatnonzero(self._status == 0)
+        pending = np.flatnonzero((self._status == 0) & self._started)
         more: list[int] = []
         failed: list[int] = []
+        rescue: list[int] = []
         done_before = int(np.count_nonzero(self._status))
         bs = _batch_size(self.code)
         # frames continuing from a kept state are decoded in their own batches (warm start)
@@ -759,6 +790,8 @@ class BobReconciler:
                     more.append(f)
                     if res.state is not None and self._state_room(res.state):
                         self._states[f] = res.state.frame(j)
+                elif blind:
+                    rescue.append(f)
                 else:
                     failed.append(f)
             done_now += batch.shape[0]
@@ -768,6 +801,14 @@ class BobReconciler:
                     self.progress(min(done, self.F), self.F)
                 except Exception:  # noqa: BLE001  (a progress callback never breaks the run)
                     pass
+        # blind: a frame that failed its last attempt (no pad bit left) after a learned start or
+        # a warm start gets one more local attempt before the fallback: Bob, who now knows every
+        # pad bit, replays the step-by-step path (pads pinned one blind step at a time, warm
+        # start, patience _RESCUE_PATIENCE). Local computation only: the outcome is this round's
+        # verdict bit, and the frame's tag is still compared at most once.
+        for i in range(0, len(rescue), bs):
+            batch = [int(f) for f in rescue[i:i + bs]]
+            self._rescue(batch, failed)
         more.sort()
         failed.sort()
         reveal = []
@@ -778,21 +819,117 @@ class BobReconciler:
             for f in failed:
                 self._status[f] = 2
         self._round += 1
-        final = not more and not reveal
+        start: list[int] = []
+        skip = 0
+        if not more and not np.all(self._started):
+            # every started frame is decided: start the next wave at a point learned from the
+            # public outcomes so far (a function of earlier verdicts and this one, all public)
+            start, skip = self._next_wave(reveal)
+        final = not more and not reveal and not start
         verdict = {"round": self._round, "decided": [int(f) for f in pending],
                    "more": more, "reveal": reveal, "final": final}
+        if start:
+            verdict["start"] = start
+            verdict["skip"] = skip
         feedback = int(pending.shape[0])
         if final:
             verdict["verified"] = [int(f) for f in np.flatnonzero(self._status == 1)]
         self.leak["feedback"] += feedback
         self._awaiting = {("reveal", f) for f in more + reveal}
+        self._awaiting |= {("reveal", f) for f in start if self._skip_bits(f, skip) > 0}
         out = [Message("bob", "ec-verdict", json.dumps(verdict, sort_keys=True).encode(),
                        leak_bits=feedback,
                        meta={"round": self._round, "frames": int(pending.shape[0]),
-                             "more": len(more), "reveal": len(reveal), "final": final})]
+                             "more": len(more), "reveal": len(reveal), "final": final,
+                             "start": len(start), "skip": skip})]
         if final:
             self.done = True
+        elif not self._awaiting:
+            # nothing to wait for (a new wave starting at its planned point): decode it now
+            out.extend(self._decode_round())
         return out
+
+    def _rescue(self, batch: list[int], failed: list[int]) -> None:
+        cfg = self.config
+        syn = np.stack([np.asarray(self._syn[f]) for f in batch])
+        base = [self._llr(f) for f in batch]
+        p0 = [int(self.plan["punctured"][f]) for f in batch]
+        steps = [max(1, math.ceil(self.plan["blind_step"] * self.plan["entropy"][f]))
+                 for f in batch]
+        known = [0] * len(batch)  # pads (from the end of the list) pinned in the replay
+        st = None
+        live = list(range(len(batch)))
+        while live:
+            llrs = []
+            for j in live:
+                llr, lay = base[j]
+                llr = llr.copy()
+                llr[lay.punctured[:p0[j] - known[j]]] = 0.0
+                llrs.append(llr)
+            pat = np.array([_RESCUE_PATIENCE if known[j] < p0[j] else 0 for j in live],
+                           dtype=np.int64)
+            res = decode(self.code, syn[live], np.stack(llrs), algorithm=cfg.decoder,
+                         max_iterations=cfg.max_iterations, ms_scaling=cfg.ms_scaling,
+                         ms_offset=cfg.ms_offset, threads=cfg.threads or None,
+                         state=st, keep_state=True, patience=pat)
+            keep = []
+            for jj, j in enumerate(live):
+                f = batch[j]
+                self._iters[f] += int(res.iterations[jj])
+                if res.converged[jj]:
+                    cand = res.bits[jj][base[j][1].payload]
+                    tag = _tag_bytes(poly_hash(cand, self._keys), self.spec)
+                    if tag == self._tag[f]:
+                        self._frame_out[f] = cand
+                        self._status[f] = 1
+                    else:
+                        self._hash_rejected.append(f)
+                        failed.append(f)
+                elif known[j] >= p0[j]:
+                    failed.append(f)
+                else:
+                    known[j] = min(p0[j], known[j] + steps[j])
+                    keep.append(jj)
+            if not keep or res.state is None:
+                for j in (live[jj] for jj in keep):
+                    failed.append(batch[j])
+                break
+            st = DecoderState.stack([res.state.frame(jj) for jj in keep])
+            live = [live[jj] for jj in keep]
+
+    def _skip_bits(self, f: int, skip: int) -> int:
+        """Pad bits Alice reveals before the first attempt of a frame started ``skip`` steps up."""
+        step = max(1, math.ceil(self.plan["blind_step"] * self.plan["entropy"][f]))
+        return int(min(skip * step, self._p_now[f]))
+
+    def _next_wave(self, reveal_now: list[int]) -> tuple[list[int], int]:
+        """Frames of the next wave and their starting step, from public outcomes only.
+
+        The success level of a decided frame is the number of blind steps revealed before its
+        successful attempt (announced skip + attempts - 1; frames revealed in full count as one
+        step above their last attempt). The next wave starts ``_LEARN_BACK`` steps below the
+        ``_LEARN_QUANTILE`` of these levels, so most of its frames decode at their first or
+        second attempt. All inputs are in the plan and the verdicts: Alice could compute it.
+        """
+        fallback = set(self._fallback) | set(reveal_now)
+        levels = []
+        for f in np.flatnonzero(self._started):
+            f = int(f)
+            base = self._skip_of.get(f, 0)
+            if f in fallback or self._status[f] == 2:
+                levels.append(base + int(self._attempts[f]))
+            elif self._status[f] == 1:
+                levels.append(base + int(self._attempts[f]) - 1)
+        skip = 0
+        if levels:
+            lv = np.sort(np.asarray(levels, dtype=np.int64))
+            q = int(lv[int(math.floor(_LEARN_QUANTILE * (lv.shape[0] - 1)))])
+            skip = max(0, q - _LEARN_BACK)
+        start = [int(f) for f in np.flatnonzero(~self._started)]
+        self._started[:] = True
+        for f in start:
+            self._skip_of[f] = skip
+        return start, skip
 
     def _state_room(self, st: DecoderState) -> bool:
         per_frame = st.nbytes // max(1, st.L.shape[0])
