@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from diqkd import security
 from diqkd.errors import ConfigError, InputError, ProtocolAbort
 from diqkd.keys import Key, key_id_for
 from diqkd.protocol import Protocol
@@ -406,29 +407,15 @@ class _Abort(Exception):
         self.stage, self.code, self.reason = stage, code, reason
 
 
-def _security() -> Any:
-    """The security API (``diqkd.security``, or its ``finite`` module while the package
-    ``__init__`` does not re-export it yet)."""
-    import diqkd.security as sec
-
-    if hasattr(sec, "finite_key_length"):
-        return sec
-    from diqkd.security import finite
-
-    return finite
-
-
 def _threshold(proto: Protocol, n: int) -> dict[str, Any]:
     if proto.omega_threshold is not None:
         return {"omega": proto.omega_threshold, "source": "protocol"}
-    t = _security().threshold_for_completeness(n, proto.gamma, proto.expected_omega,
-                                               proto.eps.eps_complete)
-    out = {"omega": float(getattr(t, "omega_threshold", t)), "source": "derived",
-           "expected_omega": proto.expected_omega, "eps_complete": proto.eps.eps_complete}
-    if hasattr(t, "abort_probability"):
-        out["honest_abort_probability"] = float(t.abort_probability)
-        out["expected_losses"] = float(t.expected_losses)
-    return out
+    t = security.threshold_for_completeness(n, proto.gamma, proto.expected_omega,
+                                            proto.eps.eps_complete)
+    return {"omega": float(t.omega_threshold), "source": "derived",
+            "expected_omega": proto.expected_omega, "eps_complete": proto.eps.eps_complete,
+            "honest_abort_probability": float(t.abort_probability),
+            "expected_losses": float(t.expected_losses)}
 
 
 def max_losses(n: int, gamma: float, omega_threshold: float) -> int:
@@ -437,7 +424,7 @@ def max_losses(n: int, gamma: float, omega_threshold: float) -> int:
     The acceptance event of the finite-size proof (:func:`diqkd.security.max_losses`): the number
     of lost test games L satisfies L <= floor(gamma n (1 - omega_threshold)).
     """
-    return int(_security().max_losses(n, gamma, omega_threshold))
+    return int(security.max_losses(n, gamma, omega_threshold))
 
 
 def _reconcile(channel: Channel, alice_bits: np.ndarray, bob_guess: np.ndarray,
@@ -628,9 +615,9 @@ def process(
         # -- key length -----------------------------------------------------------------------
         timer.start("key-length")
         leak = channel.transcript.leak_bits()
-        bound = _security().finite_key_length(n=n, gamma=proto.gamma, omega_threshold=thr["omega"],
-                                  leak_ec_bits=leak, eps=proto.eps.budget(),
-                                  method=proto.method, p_noise=p)
+        bound = security.finite_key_length(n=n, gamma=proto.gamma, omega_threshold=thr["omega"],
+                                           leak_ec_bits=leak, eps=proto.eps.budget(),
+                                           method=proto.method, p_noise=p)
         state["bound"] = bound
         m = max(0, int(bound.key_bits))
         timer.end(f"{m:,} bits")

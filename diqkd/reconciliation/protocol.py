@@ -807,8 +807,7 @@ class BobReconciler:
         # start, patience _RESCUE_PATIENCE). Local computation only: the outcome is this round's
         # verdict bit, and the frame's tag is still compared at most once.
         for i in range(0, len(rescue), bs):
-            batch = [int(f) for f in rescue[i:i + bs]]
-            self._rescue(batch, failed)
+            self._rescue([int(f) for f in rescue[i:i + bs]], failed)
         more.sort()
         failed.sort()
         reveal = []
@@ -850,6 +849,7 @@ class BobReconciler:
         return out
 
     def _rescue(self, batch: list[int], failed: list[int]) -> None:
+        assert self._keys is not None  # the hash-key message precedes every decode
         cfg = self.config
         syn = np.stack([np.asarray(self._syn[f]) for f in batch])
         base = [self._llr(f) for f in batch]
@@ -913,8 +913,8 @@ class BobReconciler:
         """
         fallback = set(self._fallback) | set(reveal_now)
         levels = []
-        for f in np.flatnonzero(self._started):
-            f = int(f)
+        for fi in np.flatnonzero(self._started):
+            f = int(fi)
             base = self._skip_of.get(f, 0)
             if f in fallback or self._status[f] == 2:
                 levels.append(base + int(self._attempts[f]))
@@ -925,10 +925,10 @@ class BobReconciler:
             lv = np.sort(np.asarray(levels, dtype=np.int64))
             q = int(lv[int(math.floor(_LEARN_QUANTILE * (lv.shape[0] - 1)))])
             skip = max(0, q - _LEARN_BACK)
-        start = [int(f) for f in np.flatnonzero(~self._started)]
+        start = [int(fi) for fi in np.flatnonzero(~self._started)]
         self._started[:] = True
-        for f in start:
-            self._skip_of[f] = skip
+        for s in start:
+            self._skip_of[s] = skip
         return start, skip
 
     def _state_room(self, st: DecoderState) -> bool:
