@@ -22,8 +22,12 @@ GAMMA = 0.11
 
 def sample(n: int, *, S: float = GOOD["S"], qber: float = GOOD["qber"], gamma: float = GAMMA,
            seed: int = 0, lhv: bool = False, first_round: int = 10,
-           step: int = 3) -> tuple[Records, Records]:
-    """Alice's and Bob's records of n i.i.d. rounds (test with probability gamma)."""
+           step: int = 3, timestamps: bool = False) -> tuple[Records, Records]:
+    """Alice's and Bob's records of n i.i.d. rounds (test with probability gamma).
+
+    ``timestamps`` adds a ``t_ns`` column (1 us apart) to both parties; it draws no random
+    numbers, so the other columns are the same with or without it.
+    """
     rng = np.random.default_rng(seed)
     t = rng.random(n) < gamma
     x = np.where(t, rng.integers(0, 2, n), 0).astype(np.uint8)
@@ -35,8 +39,9 @@ def sample(n: int, *, S: float = GOOD["S"], qber: float = GOOD["qber"], gamma: f
     b = np.where(t, a ^ (x & y) ^ lose, a ^ err).astype(np.uint8)
     herald = rng.integers(0, 2, n).astype(np.uint8)
     rounds = first_round + np.arange(n, dtype=np.uint64) * np.uint64(step)
-    return (Records("alice", {"round": rounds, "x": x, "a": a}),
-            Records("bob", {"round": rounds, "y": y, "b": b ^ herald, "herald": herald}))
+    t = {"t_ns": np.arange(n, dtype=np.int64) * 1000 + 17} if timestamps else {}
+    return (Records("alice", {"round": rounds, "x": x, "a": a, **t}),
+            Records("bob", {"round": rounds, "y": y, "b": b ^ herald, "herald": herald, **t}))
 
 
 #: EC settings of the flow tests: one decoding round per frame ("adaptive") instead of the

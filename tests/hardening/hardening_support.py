@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from click.testing import CliRunner
+from test_pipeline_support import sample as pipeline_sample
 
 from diqkd.fileio import TMP_PREFIX
 from diqkd.protocol import Protocol
@@ -70,22 +70,10 @@ FRAME = 10_000
 def sample(n: int, *, S: float = KEY_LINK["S"], qber: float = KEY_LINK["qber"],
            gamma: float = KEY_GAMMA, seed: int = 0, lhv: bool = False,
            first_round: int = 5, step: int = 2) -> tuple[Records, Records]:
-    """Alice's and Bob's records of n i.i.d. rounds with CHSH value S and key-round QBER."""
-    rng = np.random.default_rng(seed)
-    t = rng.random(n) < gamma
-    x = np.where(t, rng.integers(0, 2, n), 0).astype(np.uint8)
-    y = np.where(t, rng.integers(0, 2, n), 2).astype(np.uint8)
-    a = rng.integers(0, 2, n).astype(np.uint8)
-    omega = 0.75 if lhv else (4 + S) / 8
-    lose = (rng.random(n) >= omega).astype(np.uint8)
-    err = (rng.random(n) < qber).astype(np.uint8)
-    b = np.where(t, a ^ (x & y) ^ lose, a ^ err).astype(np.uint8)
-    herald = rng.integers(0, 2, n).astype(np.uint8)
-    rounds = first_round + np.arange(n, dtype=np.uint64) * np.uint64(step)
-    t_ns = (np.arange(n, dtype=np.int64) * 1000 + 17).astype(np.int64)
-    return (Records("alice", {"round": rounds, "x": x, "a": a, "t_ns": t_ns}),
-            Records("bob", {"round": rounds, "y": y, "b": b ^ herald, "herald": herald,
-                            "t_ns": t_ns}))
+    """Alice's and Bob's records of n i.i.d. rounds with CHSH value S and key-round QBER, with
+    timestamps (the pipeline tests' sampler, with the hardening defaults)."""
+    return pipeline_sample(n, S=S, qber=qber, gamma=gamma, seed=seed, lhv=lhv,
+                           first_round=first_round, step=step, timestamps=True)
 
 
 def protocol_dict(**changes: Any) -> dict[str, Any]:
