@@ -99,7 +99,7 @@ def test_bad_input_sample_through_the_installed_script(tmp_path: Path) -> None:
 
 def test_internal_error_is_one_short_line_with_exit_1(tmp_path, monkeypatch):
     """A bug (an unexpected exception) is exit 1 with a short message, not a traceback; the
-    exception text is cut (it is not vetted for content like diqkd's own messages)."""
+    exception text is not printed (it is not vetted for content like diqkd's own messages)."""
     import diqkd.pipeline as pipeline
 
     def boom(*a, **k):
@@ -131,3 +131,23 @@ def test_rename_error_names_source_and_target(tmp_path, monkeypatch):
     assert code == 2, err
     assert "a.csv" in err and " -> " in err, err
     assert leftovers(p["out"]) == []  # the temp file was removed
+
+
+def test_internal_error_never_prints_the_exception_text(tmp_path, monkeypatch):
+    """Third-party exception text can hold array contents (key bits): it is not printed, only
+    the exception type and where it was raised."""
+    import diqkd.pipeline as pipeline
+
+    secret = "0110100111010001" * 4
+
+    def boom(*a, **k):
+        raise ValueError(f"array([{secret}])")
+
+    monkeypatch.delenv("DIQKD_DEBUG", raising=False)
+    monkeypatch.setattr(pipeline, "run", boom)
+    p, inv = build_case(next(c for c in CASES if c.name == "cli-unknown-option"), tmp_path)
+    code, out, err = cli_invoke(["run", "--alice", str(p["alice"]), "--bob", str(p["bob"]),
+                                 "--protocol", str(p["protocol"]), "--out", str(p["out"]), "-q"])
+    assert code == 1
+    assert secret not in out + err
+    assert err.startswith("internal error: ValueError raised at ") and ".py:" in err
