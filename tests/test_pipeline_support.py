@@ -108,7 +108,7 @@ def fixed_key_length(bits: int = 2048):
 
     import diqkd.pipeline as pipeline
 
-    real = pipeline._security()
+    real = pipeline.security
 
     def finite_key_length(**kw):
         b = real.finite_key_length(**kw)
@@ -118,5 +118,5 @@ def fixed_key_length(bits: int = 2048):
     sec = types.SimpleNamespace(threshold_for_completeness=real.threshold_for_completeness,
                                 max_losses=real.max_losses, finite_key_length=finite_key_length)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(pipeline, "_security", lambda: sec)
+        mp.setattr(pipeline, "security", sec)
         yield
