@@ -26,6 +26,14 @@ Check-node rules:
 
 A frame is reported ``converged`` only if the returned hard decision satisfies the syndrome
 exactly; a non-converged frame's bits are meaningless and the protocol never uses them.
+
+Kernels (``decode(..., kernel=...)``): ``"simd"`` (default, :mod:`._simd_kernels`) decodes 8
+frames at once per thread, their messages interleaved so that every operation is one AVX2
+instruction for 8 frames, with vectorised exp/log approximations (errors bounded and tested:
+<= 3.2e-7 relative for tanh(t/2), <= 1.9 ulp for the log); a finished frame leaves its lane at
+the end of the sweep in which it finished and the next frame of the batch takes the lane.
+``"scalar"`` is the previous one-frame-per-thread kernel with libm exp/log, kept for comparison.
+Both run the same schedule with the same stopping rules; min-sum results are bit-identical.
 """
 
 from __future__ import annotations
@@ -37,10 +45,12 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from . import _simd_kernels as _simd
 from .code import LdpcCode
 
 __all__ = [
     "ALGORITHMS",
+    "KERNELS",
     "LLR_KNOWN",
     "DecodeResult",
     "DecoderState",
@@ -50,6 +60,7 @@ __all__ = [
 ]
 
 ALGORITHMS = ("sum-product", "min-sum")
+KERNELS = ("simd", "scalar")
 #: Prior LLR magnitude of a bit whose value Bob knows (shortened / revealed positions).
 LLR_KNOWN = 1000.0
 # Messages are float32 (single-precision exp/log are ~30 % faster and halve memory traffic).
@@ -297,6 +308,7 @@ def decode(
     state: DecoderState | None = None,
     keep_state: bool = False,
     patience: int | np.ndarray = 0,
+    kernel: str = "simd",
 ) -> DecodeResult:
     """Decode a batch of frames of one code (frames run in parallel on ``threads`` cores).
 
@@ -328,9 +340,18 @@ def decode(
         0 (default): run up to ``max_iterations``. k > 0 (scalar or per frame): stop a frame
         early, not converged, once its count of unsatisfied checks has not improved for k
         iterations (blind mode: a stalled attempt asks for more bits instead of idling).
+    kernel
+        ``"simd"`` (default): frames interleaved 8 to a vector, vectorizable exp/log
+        approximations (:mod:`._simd_kernels`); ``"scalar"``: one frame per thread with libm
+        exp/log (the previous kernel, kept for comparison). Same schedule, stopping rules and
+        state layout; messages agree to float32 rounding plus the approximation error. The
+        SIMD kernel holds the messages of 8 frames per thread (8 (E + n) float32) and, without
+        ``keep_state``, never allocates the (frames, E) message array.
     """
     if algorithm not in _ALG_CODE:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, not {algorithm!r}")
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, not {kernel!r}")
     single = np.ndim(llr) == 1
     llr2 = np.ascontiguousarray(np.atleast_2d(llr), dtype=np.float64)
     syn2 = np.ascontiguousarray(np.atleast_2d(syndromes), dtype=np.uint8)
@@ -350,23 +371,42 @@ def decode(
                 or state.prior.shape != (F, code.n)):
             raise ValueError("decoder state does not match the code and the number of frames")
         L = (state.L + (llr2 - state.prior)).astype(np.float32)
-        R = np.array(state.R, dtype=np.float32, copy=True)
+        # the SIMD kernel only reads R unless it returns the state: no copy of (F, E) floats
+        R = np.ascontiguousarray(state.R, dtype=np.float32)
+        if kernel == "scalar" or keep_state or not R.flags.writeable:
+            R = np.array(state.R, dtype=np.float32, copy=True)
         warm = np.ones(F, dtype=np.bool_)
     else:
-        L = np.empty((F, code.n), dtype=np.float32)
-        R = np.empty((F, E), dtype=np.float32)
         warm = np.zeros(F, dtype=np.bool_)
+        L = np.empty((F, code.n), dtype=np.float32)
+        # the SIMD kernel needs R per frame only to return the state
+        R = np.empty((F, E) if kernel == "scalar" or keep_state else (0, 0), dtype=np.float32)
     pat = np.ascontiguousarray(np.broadcast_to(np.asarray(patience, dtype=np.int64), (F,)))
     max_deg = int(code.check_degrees.max()) if code.m else 1
     check_ptr = np.ascontiguousarray(code.check_ptr, dtype=np.int64)
     check_idx = np.ascontiguousarray(code.check_idx, dtype=np.int32)
+    nthreads = _resolve_threads(threads)
     prev = numba.get_num_threads()
-    numba.set_num_threads(_resolve_threads(threads))
+    numba.set_num_threads(nthreads)
     try:
-        _decode_batch(
-            check_ptr, check_idx, llr2, syn2, int(max_iterations), _ALG_CODE[algorithm],
-            float(ms_scaling), float(ms_offset), max_deg, out, its, L, R, warm, pat,
-        )
+        if kernel == "scalar":
+            _decode_batch(
+                check_ptr, check_idx, llr2, syn2, int(max_iterations), _ALG_CODE[algorithm],
+                float(ms_scaling), float(ms_offset), max_deg, out, its, L, R, warm, pat,
+            )
+        elif F > 0:
+            # streams of consecutive frames, one per thread, but no more than needed to fill the
+            # W lanes of each: a sweep costs the same for 1 or W frames, so two half-empty
+            # streams would take the same wall time as one full stream and twice the CPU. Each
+            # frame's result is independent of its stream and lane, so the output does not
+            # depend on the thread count.
+            S = min(nthreads, -(-F // _simd.W))
+            bounds = (np.arange(S + 1, dtype=np.int64) * F) // S
+            _simd.decode_batch_simd(
+                check_ptr, check_idx, bounds, llr2, syn2, int(max_iterations),
+                _ALG_CODE[algorithm], float(ms_scaling), float(ms_offset), max_deg, out, its,
+                L, R, warm, pat, True, bool(keep_state),
+            )
     finally:
         numba.set_num_threads(prev)
     converged = its >= 0
