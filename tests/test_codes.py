@@ -13,13 +13,14 @@ from diqkd.reconciliation import codes as lib
 from diqkd.reconciliation.code import LdpcCode
 from diqkd.reconciliation.distributions import (
     DISTRIBUTIONS,
+    HR_DE_DELTA,
     bsc_threshold,
     check_degree_counts,
     concentrated_rho,
     de_converges,
     variable_degree_counts,
 )
-from diqkd.reconciliation.peg import girth, peg_edges, qc_lift, splitmix_ints
+from diqkd.reconciliation.peg import girth, peg_edges, qc_lift, qc_lift_no4, splitmix_ints
 
 TESTDATA = Path(__file__).resolve().parent.parent / "testdata" / "codes"
 
@@ -30,7 +31,11 @@ LIBRARY_DIGESTS = {
     (0.5, 2000): "45eb7de70e0227f7c7872b0803ecb2e7772fa7f3df2a33b88af982bd7a957ed8",
     (0.8, 2000): "6619bd42c1eb1c663a16b2a6e45f3fdd3c5cd0cc257c144ee30e60f0c3dc4059",
     (0.9, 2000): "2e35f87f8477d9a5700f46994ad22cc70339429d7cc543d5d49d01a7579b3d3a",
+    # construction version 2 (DE-designed distribution, staircase + PEG)
+    (0.91, 2000): "f3e5bb4bfeabd4e1f4d9f941b261bafa1a327332e4fee8d59fdcd4dcd2a3c73b",
 }
+# version 2, lifted (PEG_MAX_N patched to 1000: Z = 4 lift of a 1000-bit base, 4-cycle-aware shifts)
+LIFTED_V2_DIGEST = "ac04be9a1561aca1e6a4394efc26319a3f94bce98251287ae19e117439be8769"
 
 
 @pytest.fixture(autouse=True)
@@ -199,8 +204,117 @@ def test_registry_and_selection() -> None:
     assert {s.rate for s in specs} == set(DISTRIBUTIONS)
     assert {s.n for s in specs} == set(lib.STANDARD_LENGTHS)
     for s in specs:
-        assert s.threshold_efficiency is None or 1.0 < s.threshold_efficiency < 1.2
+        assert s.threshold_efficiency is None or 1.0 < s.threshold_efficiency < 1.25
     rates = [lib.select_code(q, 100_000).rate for q in (0.01, 0.02, 0.036, 0.05, 0.08, 0.11)]
     assert rates == sorted(rates, reverse=True)
     with pytest.raises(ValueError):
         lib.select_code(0.6, 1000)
+
+
+# -- high-rate distributions designed by DE (construction version 2) ---------------------------
+HR_RATES = sorted(r for r, d in DISTRIBUTIONS.items() if d.extra.get("construction_version") == 2)
+
+
+def test_old_library_identity_unchanged() -> None:
+    # the Elkouss-distribution codes keep construction version 1 (names, cache keys, digests)
+    for rate in (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9):
+        assert lib.construction_version("peg-irregular", rate) == 1
+        assert DISTRIBUTIONS[rate].extra.get("construction_version") is None
+    assert lib.CONSTRUCTION_VERSION == 1
+    assert HR_RATES == [0.89, 0.901, 0.91, 0.92, 0.93, 0.95]
+    for rate in HR_RATES:
+        assert lib.construction_version("peg-irregular", rate) == lib.HR_CONSTRUCTION_VERSION == 2
+    old = {s.rate for s in lib.available_codes(max_version=1)}
+    assert old == {0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9}
+    assert {s.rate for s in lib.available_codes()} == old | set(HR_RATES)
+
+
+@pytest.mark.parametrize("rate", HR_RATES)
+def test_high_rate_threshold_recomputed(rate: float) -> None:
+    """The recorded DE threshold (0.1 LLR grid) brackets the DE's verdicts within 2.5 %."""
+    dist = DISTRIBUTIONS[rate]
+    assert dist.extra["de_delta"] == HR_DE_DELTA
+    lam, rho = dist.lam_float(), dist.rho()
+    thr = dist.threshold
+    assert de_converges(lam, rho, thr * 0.975, delta=HR_DE_DELTA, max_iter=3000)
+    assert not de_converges(lam, rho, thr * 1.025, delta=HR_DE_DELTA, max_iter=3000)
+    # lambda_2 below the stability bound at the threshold
+    rp = sum(w * (j - 1) for j, w in rho.items())
+    assert lam.get(2, 0.0) * rp * 2 * np.sqrt(thr * (1 - thr)) < 1.0
+
+
+def test_high_rate_threshold_bisection() -> None:
+    # a full bisection on one distribution (coarse tolerance to stay fast)
+    rate = HR_RATES[len(HR_RATES) // 2]
+    dist = DISTRIBUTIONS[rate]
+    thr = bsc_threshold(dist.lam_float(), dist.rho(), lo=dist.threshold * 0.9,
+                        hi=dist.threshold * 1.1, tol=dist.threshold * 0.02, delta=HR_DE_DELTA)
+    assert abs(thr - dist.threshold) <= dist.threshold * 0.03
+
+
+@pytest.mark.parametrize("rate", [0.91, 0.93])
+def test_high_rate_code_staircase(rate: float) -> None:
+    n = 2000
+    code = lib.build_code(rate, n)
+    want_v, want_c, z = lib.requested_degrees(rate, n)
+    assert z == 1 and _hist(code.var_degrees) == want_v and _hist(code.check_degrees) == want_c
+    assert code.meta["version"] == 2 and code.name.endswith("-v2")
+    assert code.meta["girth"] == girth(code)
+    stair = code.meta["staircase"]
+    assert stair == min(want_v[2], code.m - 1)
+    # the first `stair` degree-2 variables form a cycle-free chain
+    _assert_forest(code, np.flatnonzero(code.var_degrees == 2)[:stair])
+    # deterministic
+    assert lib.build_code(rate, n).digest == code.digest
+
+
+def _assert_forest(code: LdpcCode, variables: np.ndarray) -> None:
+    """The given degree-2 variables, as edges between their two checks, form no cycle."""
+    parent = list(range(code.m))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for v in variables:
+        a, b = (int(c) for c in code.var_idx[code.var_ptr[v]:code.var_ptr[v + 1]])
+        ra, rb = find(a), find(b)
+        assert ra != rb, f"degree-2 variable {v} closes a cycle"
+        parent[ra] = rb
+
+
+def test_staircase_lift_keeps_chain_cycle_free(monkeypatch) -> None:
+    # a lift of a tree is a forest: the lifted staircase stays cycle-free
+    monkeypatch.setattr(lib, "PEG_MAX_N", 1000)
+    rate = 0.91
+    code = lib.build_code(rate, 4000)
+    assert code.meta["lift_factor"] == 4
+    base_v = variable_degree_counts(DISTRIBUTIONS[rate], 1000)
+    stair_base = min(base_v[2], code.m // 4 - 1)
+    assert code.meta["staircase"] == 4 * stair_base
+    _assert_forest(code, np.arange(4 * stair_base))
+    assert set(code.var_degrees[: 4 * stair_base].tolist()) == {2}
+    assert code.digest == LIFTED_V2_DIGEST
+    want_v, want_c, _ = lib.requested_degrees(rate, 4000)
+    assert _hist(code.var_degrees) == want_v and _hist(code.check_degrees) == want_c
+
+
+def test_qc_lift_no4_breaks_base_4cycles() -> None:
+    n, m = 60, 20
+    c, v, g, _, _ = peg_edges(np.full(n, 3), np.full(m, 9), seed=3)
+    assert g == girth(LdpcCode.from_edges(n, m, c, v)) == 4
+    for z in (8, 16):
+        lc, lv, left = qc_lift_no4(c, v, n, m, z, seed=1)
+        lifted = LdpcCode.from_edges(n * z, m * z, lc, lv)
+        assert left == 0 and girth(lifted) >= 6
+        assert set(lifted.var_degrees.tolist()) == {3} and set(lifted.check_degrees.tolist()) == {9}
+        plain = LdpcCode.from_edges(n * z, m * z, *qc_lift(c, v, n, m, z, seed=1))
+        assert girth(plain) == 4  # random shifts keep some base 4-cycles at these sizes
+        assert qc_lift_no4(c, v, n, m, z, seed=1)[0].tolist() == lc.tolist()
+
+
+def test_selection_prefers_high_rate_codes_at_low_qber() -> None:
+    # QBER 1 %: a mother code above rate 0.90 now exists and is suggested
+    assert lib.select_code(0.006, 100_000).rate > 0.9

@@ -14,7 +14,11 @@ Families
     (optimised for the BSC), concentrated check degrees. n <= ``PEG_MAX_N``: progressive edge
     growth on the whole graph (exact girth recorded). Longer frames: PEG base graph of length
     n / Z <= ``PEG_MAX_N`` lifted by Z x Z circulant permutations (girth >= base girth; recorded as
-    a lower bound), if Z divides n and m; otherwise depth-capped PEG.
+    a lower bound), if Z divides n and m; otherwise depth-capped PEG. The DE-designed high rates
+    (0.91-0.95, construction version 2) first place min(n2, m - 1) degree-2 variables as a
+    cycle-free accumulate chain (``peg_edges(staircase=...)``) and lift with circulant shifts
+    chosen to break the base graph's 4-cycles (:func:`~diqkd.reconciliation.peg.qc_lift_no4`).
+    The version-1 rates (0.50-0.90) are built exactly as before (same digests).
 ``"pyldpc-regular"`` (baseline)
     Gallager's regular construction from pyldpc (``pyldpc.code.parity_check_matrix``, the H of
     ``pyldpc.make_ldpc`` without its O(n^3) generator matrix; variable degree 3, 4 or 5, check
@@ -42,15 +46,18 @@ from .distributions import (
     h2,
     variable_degree_counts,
 )
-from .peg import peg_edges, qc_lift
+from .peg import peg_edges, qc_lift, qc_lift_no4
 
 __all__ = [
-    "CONSTRUCTION_VERSION", "FAMILIES", "PEG_MAX_N", "STANDARD_LENGTHS", "CodeSpec",
-    "get_code", "build_code", "code_cache_dir", "available_codes", "select_code",
-    "requested_degrees",
+    "CONSTRUCTION_VERSION", "HR_CONSTRUCTION_VERSION", "FAMILIES", "PEG_MAX_N",
+    "STANDARD_LENGTHS", "CodeSpec", "construction_version", "get_code", "build_code",
+    "code_cache_dir", "available_codes", "select_code", "requested_degrees",
 ]
 
-CONSTRUCTION_VERSION = 1
+CONSTRUCTION_VERSION = 1  # the Elkouss-distribution codes (rates 0.50-0.90): frozen, never bump
+#: construction version of the DE-designed high-rate codes (staircase degree-2 chain + PEG); each
+#: registered distribution names its version in ``extra["construction_version"]``
+HR_CONSTRUCTION_VERSION = 2
 FAMILIES = ("peg-irregular", "pyldpc-regular")
 PEG_MAX_N = 12_500
 STANDARD_LENGTHS = (10_000, 100_000, 1_000_000)
@@ -85,6 +92,28 @@ def _num_checks(rate: float, n: int) -> int:
     return n - int(round(rate * n))
 
 
+def construction_version(family: str, rate: float) -> int:
+    """Version of the construction of (family, rate): part of the code's name and cache key.
+
+    The Elkouss-distribution rates keep version 1 forever (their digests are in old reports);
+    distributions added later carry their own version (``extra["construction_version"]``).
+    """
+    if family != "peg-irregular":
+        return CONSTRUCTION_VERSION
+    try:
+        dist = get_distribution(rate)
+    except KeyError:
+        return CONSTRUCTION_VERSION
+    return int(dist.extra.get("construction_version", CONSTRUCTION_VERSION))
+
+
+def _staircase_length(dist, var_counts: dict[int, int], m: int) -> int:
+    """Degree-2 variables placed as an accumulate chain (0 unless the distribution asks)."""
+    if not dist.extra.get("staircase"):
+        return 0
+    return min(var_counts.get(2, 0), m - 1)
+
+
 def requested_degrees(rate: float, n: int) -> tuple[dict[int, int], dict[int, int], int]:
     """(variable degree counts, check degree counts, lift factor Z) that `peg-irregular` builds.
 
@@ -112,11 +141,24 @@ def _build_peg_irregular(rate: float, n: int, seed: int) -> tuple[np.ndarray, np
     caps = np.full(mb, dlo, dtype=np.int64)
     caps[:r] += 1
     max_depth = 0 if z >= 1 else 4
+    stair = _staircase_length(dist, vc, mb)
     c, v, g, lower, over = peg_edges(var_deg, caps, seed=_mix_seed(seed, rate, n),
-                                     max_depth=max_depth)
+                                     max_depth=max_depth, staircase=stair)
     info = {"distribution": dist.to_json(), "threshold": dist.threshold,
             "check_degree_overflows": over}
-    if z > 1:
+    if stair:
+        info["staircase"] = stair * (z if z > 1 else 1)
+    if z > 1 and construction_version("peg-irregular", rate) >= HR_CONSTRUCTION_VERSION:
+        base_girth = g
+        c, v, left = qc_lift_no4(c, v, nb, mb, z, seed=_mix_seed(seed, rate, n, salt=1))
+        info["construction"] = (f"qc-lift Z={z} of PEG base ({nb} x {mb}), shifts chosen to "
+                                f"break the base 4-cycles")
+        info["lift_factor"] = z
+        info["lift_4cycle_classes_left"] = left
+        if left == 0 and base_girth == 4:
+            g = 6  # no 4-cycle survives the lift; a 6-cycle may (lower bound)
+        lower = True
+    elif z > 1:
         c, v = qc_lift(c, v, nb, mb, z, seed=_mix_seed(seed, rate, n, salt=1))
         info["construction"] = f"qc-lift Z={z} of PEG base ({nb} x {mb})"
         info["lift_factor"] = z
@@ -166,7 +208,7 @@ def build_code(rate: float, n: int, *, seed: int = 0, family: str = "peg-irregul
         c, v, info = _build_pyldpc_regular(rate, n, seed)
     m = _num_checks(rate, n)
     meta = {"family": family, "rate": rate, "n": n, "m": m, "seed": int(seed),
-            "version": CONSTRUCTION_VERSION, **info}
+            "version": construction_version(family, rate), **info}
     code = LdpcCode.from_edges(n, m, c, v, name=_name(family, rate, n, seed), meta=meta)
     code.meta["build_seconds"] = round(time.perf_counter() - t0, 3)
     code.meta["digest"] = code.digest
@@ -174,7 +216,7 @@ def build_code(rate: float, n: int, *, seed: int = 0, family: str = "peg-irregul
 
 
 def _name(family: str, rate: float, n: int, seed: int) -> str:
-    return f"{family}-r{rate:.4f}-n{n}-s{seed}-v{CONSTRUCTION_VERSION}"
+    return f"{family}-r{rate:.4f}-n{n}-s{seed}-v{construction_version(family, rate)}"
 
 
 def _cache_file(family: str, rate: float, n: int, seed: int, cache_dir: Path) -> Path:
@@ -199,6 +241,18 @@ def _load(path: Path) -> LdpcCode | None:
     if code.digest != meta.get("digest"):
         return None
     return code
+
+
+def _meta_current(code: LdpcCode, family: str, rate: float) -> bool:
+    """A cached peg-irregular code was built from the distribution registered now (a changed
+    distribution under an unchanged name, e.g. while designing, is rebuilt, not served stale)."""
+    if family != "peg-irregular" or construction_version(family, rate) < HR_CONSTRUCTION_VERSION:
+        return True  # version-1 caches predate this check (their meta may differ in detail)
+    try:
+        want = json.loads(json.dumps(get_distribution(rate).to_json()))
+    except KeyError:
+        return True
+    return bool(code.meta.get("distribution") == want)
 
 
 def _store(code: LdpcCode, path: Path) -> None:
@@ -227,7 +281,7 @@ def get_code(rate: float, n: int, *, seed: int = 0, family: str = "peg-irregular
     path = _cache_file(family, rate, int(n), int(seed), d)
     if path.exists():
         code = _load(path)
-        if code is not None:
+        if code is not None and _meta_current(code, family, rate):
             return code
     code = build_code(rate, n, seed=seed, family=family)
     try:
@@ -255,14 +309,25 @@ class CodeSpec:
         return (1.0 - self.rate) / h2(self.threshold)
 
 
-def available_codes(lengths: tuple[int, ...] = STANDARD_LENGTHS) -> list[CodeSpec]:
-    """Registered production mother codes (peg-irregular) at the standard lengths."""
+def available_codes(lengths: tuple[int, ...] = STANDARD_LENGTHS, *,
+                    max_version: int | None = None) -> list[CodeSpec]:
+    """Registered production mother codes (peg-irregular) at the standard lengths.
+
+    ``max_version`` keeps only rates whose construction version is <= it: ``max_version=1`` is
+    the library as it was before the DE-designed high-rate codes (rates 0.50-0.90), which a
+    caller needs to repeat an old run's automatic code choice exactly.
+    """
     out = []
     for rate, dist in sorted(DISTRIBUTIONS.items()):
+        if max_version is not None and construction_version("peg-irregular", rate) > max_version:
+            continue
         for n in lengths:
             m = _num_checks(rate, n)
             z = _lift_factor(n, m)
             cons = "PEG" if z == 1 else (f"qc-lift Z={z}" if z > 1 else "PEG depth-capped")
+            if dist.extra.get("staircase"):
+                cons = "staircase + " + cons
+            cons += f" v{construction_version('peg-irregular', rate)}"
             out.append(CodeSpec("peg-irregular", rate, n, dist.threshold, cons))
     return out
 

@@ -21,7 +21,9 @@ Tools:
 
 The registry :data:`DISTRIBUTIONS` holds the BSC-optimised variable distributions of Elkouss et
 al., arXiv 0901.2140, Table I (rates 0.50-0.90), each with the threshold recorded by our DE for the
-concentrated check side actually built (docs/reconciliation-codes.md).
+concentrated check side actually built, and (``_HR_DESIGNED``, construction version 2) our own
+DE-designed high-rate distributions at rates 0.91, 0.92, 0.93 and 0.95, whose thresholds are
+recorded on the finer 0.1 LLR grid (:data:`HR_DE_DELTA`); see docs/reconciliation-codes.md.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from numba import njit
 __all__ = [
     "DegreeDistribution", "DISTRIBUTIONS", "get_distribution", "variable_degree_counts",
     "check_degree_counts", "concentrated_rho", "de_converges", "bsc_threshold", "optimize_lambda",
-    "h2",
+    "h2", "HR_DE_DELTA",
 ]
 
 
@@ -81,9 +83,12 @@ class DegreeDistribution:
         return concentrated_rho(self.avg_var_degree() / (1.0 - self.rate))
 
     def to_json(self) -> dict:
-        return {"name": self.name, "rate": self.rate, "lambda": {str(d): c for d, c in self.lam},
-                "rho": {str(d): round(v, 6) for d, v in self.rho().items()},
-                "threshold": self.threshold, "source": self.source}
+        out = {"name": self.name, "rate": self.rate, "lambda": {str(d): c for d, c in self.lam},
+               "rho": {str(d): round(v, 6) for d, v in self.rho().items()},
+               "threshold": self.threshold, "source": self.source}
+        if "de_delta" in self.extra:
+            out["threshold_de_delta"] = self.extra["de_delta"]
+        return out
 
 
 def concentrated_rho(avg_check_degree: float) -> dict[int, float]:
@@ -280,21 +285,25 @@ class _DE:
 
 
 def de_converges(lam: dict[int, float], rho: dict[int, float], p: float, *,
-                 mix: tuple[float, float] | None = None, max_iter: int = 2000) -> bool:
+                 mix: tuple[float, float] | None = None, max_iter: int = 2000,
+                 delta: float = _DELTA) -> bool:
     """Whether discretised DE of sum-product BP drives the error probability to ~0 on BSC(p).
 
     `mix=(alpha, p2)`: a fraction alpha of the bits sees BSC(p2) instead (per-bit priors).
+    `delta`: LLR grid step (range +-25 either way); 0.2 is the historical default, the high-rate
+    distributions (check degrees 50-110) are specified with 0.1 (the 0.2 grid rounds their small
+    check-to-variable messages and is not reliable there).
     """
-    de = _DE(lam, rho)
+    de = _DE(lam, rho, delta=delta, half=int(round(25.0 / delta)))
     comps = [(1.0, p)] if mix is None else [(1 - mix[0], p), (mix[0], mix[1])]
     return de.run(de.channel(comps), max_iter=max_iter)[0]
 
 
 def bsc_threshold(lam: dict[int, float], rho: dict[int, float], *, lo: float = 0.001,
                   hi: float = 0.2, tol: float = 2e-4, mix: tuple[float, float] | None = None,
-                  max_iter: int = 2000) -> float:
+                  max_iter: int = 2000, delta: float = _DELTA) -> float:
     """Largest BSC crossover probability for which :func:`de_converges` (bisection to `tol`)."""
-    de = _DE(lam, rho)
+    de = _DE(lam, rho, delta=delta, half=int(round(25.0 / delta)))
     while hi - lo > tol:
         mid = 0.5 * (lo + hi)
         comps = [(1.0, mid)] if mix is None else [(1 - mix[0], mid), (mix[0], mix[1])]
@@ -447,6 +456,73 @@ DISTRIBUTIONS: dict[float, DegreeDistribution] = {
 }
 # Note: the rate-0.85 lambda as printed sums to 1.0515 (likely a typo in lambda_5); it is
 # normalised here, which gives design rate 0.8507 with the printed rho.
+
+# ---------------------------------------------------------------------------------------------
+# high-rate distributions designed here by density evolution (docs/reconciliation-codes.md)
+# ---------------------------------------------------------------------------------------------
+_HR_METHOD = (
+    "diqkd DE design 2026-11-28: iterative linear programming on discretised DE (BSC, concentrated "
+    "rho; Richardson-Shokrollahi-Urbanke local optimisation): at a fixed channel p and check "
+    "average a, maximise sum lambda_i / i subject to, for every DE iteration l of the current "
+    "lambda, sum_i lambda_i P_e(ch + (i-1) R_l) <= max(P_(l+1), 0.99 P_l), trust region, "
+    "lambda_2 below the stability bound; deterministic (no random seed), degree set "
+    "{2,3,4,5,6,7,8,9,10,12,15,20,25,30}"
+)
+#: LLR grid step of the DE that the high-rate thresholds are recorded with (see de_converges)
+HR_DE_DELTA = 0.1
+# (rate, lambda (degree, coefficient), threshold on the 0.1 LLR grid, design notes)
+_HR_DESIGNED: tuple[tuple[float, tuple[tuple[int, str], ...], float, str], ...] = (
+    # rates 0.89 and 0.901: the rate-0.90 design (LP on the 0.1 grid at p = 0.0112, a = 58,
+    # started from the 0.2-grid LP optimum at p = 0.012, a = 58, from the uniform lambda; design
+    # rate 0.90398 at p = 0.0112; f 1.074 at threshold at rate 0.90). Rate 0.90 itself is the
+    # Elkouss code (version 1); these two rates take over the QBER band ~1.05-1.35 % that the
+    # protocol's code choice (smallest syndrome above 1.069 N h(Q) in blind mode) gave to it
+    (0.89, (
+        (2, "0.082946"), (3, "0.190657"), (6, "0.135529"), (7, "0.194642"), (15, "0.26013"),
+        (20, "0.136095")
+    ), 0.013306, "rate-0.90 LP design (p=0.0112, a=58, 0.1 grid) at rate 0.89; threshold by "
+                 "bisection to 0.4 % of p"),
+    (0.901, (
+        (2, "0.082946"), (3, "0.190657"), (6, "0.135529"), (7, "0.194642"), (15, "0.26013"),
+        (20, "0.136095")
+    ), 0.01175, "rate-0.90 LP design (p=0.0112, a=58, 0.1 grid) at rate 0.901; threshold by "
+                "bisection to 0.4 % of p"),
+    # rate 0.91: LP at p = 0.0100, a = 62, started from the LP optimum at p = 0.0112, a = 58
+    # (0.1 grid), itself started from the 0.2-grid LP optimum at p = 0.012, a = 58 from the
+    # uniform lambda; design rate 0.91177 at p = 0.0100
+    (0.91, (
+        (2, "0.082298"), (3, "0.192429"), (6, "0.201843"), (7, "0.12106"), (15, "0.387791"),
+        (20, "0.014579")
+    ), 0.010353, "LP at p=0.0100, a=62 (0.1 grid); threshold by bisection to 0.4 % of p"),
+    # rate 0.92: 0.2-grid LP optimum at p = 0.0078, a = 74 from the uniform lambda (design rate
+    # 0.92698 there), used at rate 0.92 (a = 67.5)
+    (0.92, (
+        (2, "0.07778"), (3, "0.199268"), (6, "0.144691"), (7, "0.233747"), (15, "0.301919"),
+        (20, "0.042596")
+    ), 0.008794, "LP at p=0.0078, a=74 (0.2 grid); threshold by bisection to 0.4 % of p"),
+    # rate 0.93: LP at p = 0.0072, a = 77 (0.1 grid) started from the rate-0.92 lambda; design
+    # rate 0.93116 at p = 0.0072
+    (0.93, (
+        (2, "0.077736"), (3, "0.201269"), (6, "0.295229"), (12, "0.305933"), (15, "0.119833")
+    ), 0.007436, "LP at p=0.0072, a=77 (0.1 grid); threshold by bisection to 0.4 % of p"),
+    # rate 0.95: 0.2-grid LP optimum at p = 0.0052, a = 90 from the uniform lambda (design rate
+    # 0.94514 on the 0.2 grid, which is optimistic here), then lambda_2 0.0774 -> 0.060 (mass to
+    # degree 3): at rate 0.95 (a = 100.2) the original lambda_2 made the stability condition the
+    # limit (threshold 0.00441, f 1.22). Weak: f = 1.17 at threshold
+    (0.95, (
+        (2, "0.060"), (3, "0.240038"), (5, "0.127874"), (7, "0.130113"), (9, "0.359935"),
+        (15, "0.08204")
+    ), 0.004662, "LP at p=0.0052, a=90 (0.2 grid), lambda_2 cut to 0.060; threshold by "
+                 "bisection to 0.4 % of p"),
+)
+
+for _r, _lam, _thr, _how in _HR_DESIGNED:
+    DISTRIBUTIONS[_r] = DegreeDistribution(
+        name=f"diqkd-de-r{_r:.2f}", rate=_r, lam=_lam, threshold=_thr,
+        source=f"{_HR_METHOD}; {_how}",
+        extra={"construction_version": 2, "staircase": True, "de_delta": HR_DE_DELTA,
+               "design": _how},
+    )
 
 def get_distribution(rate: float) -> DegreeDistribution:
     """The registered distribution for a mother-code rate (keys of :data:`DISTRIBUTIONS`)."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["peg_edges", "qc_lift", "girth", "splitmix_ints"]
+__all__ = ["peg_edges", "qc_lift", "qc_lift_no4", "girth", "splitmix_ints"]
 
 @njit(cache=True)
 def _splitmix(state: np.ndarray) -> np.uint64:
@@ -62,7 +62,8 @@ def splitmix_ints(seed: int, count: int, bound: int) -> np.ndarray:
 
 
 @njit(cache=True)
-def _peg(var_deg: np.ndarray, check_cap: np.ndarray, seed: int, max_depth: int):
+def _peg(var_deg: np.ndarray, check_cap: np.ndarray, seed: int, max_depth: int,
+         staircase: int):
     n = var_deg.shape[0]
     m = check_cap.shape[0]
     max_dv = 0
@@ -125,7 +126,10 @@ def _peg(var_deg: np.ndarray, check_cap: np.ndarray, seed: int, max_depth: int):
             hit_cap = False
             level = 0
             n_front = 0
-            if k > 0:
+            if v < staircase:
+                # accumulate chain: variable v joins checks order[v], order[v + 1] (a path)
+                chosen = order[v + k]
+            elif k > 0:
                 var_mark[v] = stamp
                 reached_avail = 0
                 for t in range(var_cnt[v]):
@@ -178,9 +182,9 @@ def _peg(var_deg: np.ndarray, check_cap: np.ndarray, seed: int, max_depth: int):
                     if done:
                         deepest = True
                         break
-            if deepest and level == 0:
+            if deepest and level == 0 and v >= staircase:
                 deepest = False  # all available checks neighbour v: dead-end fallback below
-            if deepest:
+            if deepest and chosen < 0:
                 # candidates: available checks first reached at the last level
                 best = 1 << 30
                 ties = 0
@@ -260,7 +264,8 @@ def _peg(var_deg: np.ndarray, check_cap: np.ndarray, seed: int, max_depth: int):
     return edge_c, edge_v, girth, capped, overflows
 
 
-def peg_edges(var_deg: np.ndarray, check_cap: np.ndarray, seed: int = 0, max_depth: int = 0):
+def peg_edges(var_deg: np.ndarray, check_cap: np.ndarray, seed: int = 0, max_depth: int = 0,
+              staircase: int = 0):
     """Run PEG. Returns (checks, variables, girth, girth_is_lower_bound, overflows).
 
     `var_deg[v]` is the degree of variable v (variables are processed in index order, so pass
@@ -270,6 +275,12 @@ def peg_edges(var_deg: np.ndarray, check_cap: np.ndarray, seed: int = 0, max_dep
     `overflows` counts dead ends (all checks with spare capacity already adjacent: short codes with
     very high variable degrees), resolved by exceeding a check's target degree; when it is 0 the
     check degrees equal `check_cap` exactly.
+
+    `staircase` > 0 places the first `staircase` variables (which must have degree 2, and
+    staircase <= m - 1) as an accumulate chain before PEG: variable v joins checks o[v] and
+    o[v + 1] for a seeded check order o, so these degree-2 variables form a path (no cycle made
+    only of degree-2 variables, hence no low-weight codeword supported on them); PEG then places
+    all other edges around the chain. 0 (default) is the original algorithm, bit for bit.
     """
     var_deg = np.ascontiguousarray(var_deg, dtype=np.int64)
     check_cap = np.ascontiguousarray(check_cap, dtype=np.int64)
@@ -277,8 +288,15 @@ def peg_edges(var_deg: np.ndarray, check_cap: np.ndarray, seed: int = 0, max_dep
         raise ValueError("sum of variable degrees must equal sum of check degrees")
     if var_deg.size and var_deg.max() > check_cap.shape[0]:
         raise ValueError("a variable degree exceeds the number of checks")
+    staircase = int(staircase)
+    if staircase:
+        if staircase > check_cap.shape[0] - 1 or np.any(var_deg[:staircase] != 2):
+            raise ValueError("staircase: the first `staircase` variables must have degree 2 "
+                             "and staircase <= m - 1")
+        if np.any(check_cap < 2):
+            raise ValueError("staircase: every check needs capacity >= 2")
     c, v, g, capped, over = _peg(var_deg, check_cap, int(seed) & 0x7FFFFFFFFFFFFFFF,
-                                 int(max_depth))
+                                 int(max_depth), staircase)
     return c, v, int(g), bool(capped), int(over)
 
 
@@ -297,6 +315,100 @@ def qc_lift(checks: np.ndarray, variables: np.ndarray, n_base: int, m_base: int,
     lc = (checks[:, None] * z + i[None, :]).ravel()
     lv = (variables[:, None] * z + (i[None, :] + shifts[:, None]) % z).ravel()
     return lc, lv
+
+
+@njit(cache=True)
+def _no4_shifts(checks: np.ndarray, variables: np.ndarray, n_base: int, m_base: int, z: int,
+                seed: int):
+    """Circulant shifts, edge by edge, that avoid lifting a base 4-cycle to a 4-cycle."""
+    ne = checks.shape[0]
+    # adjacency (edge ids) of the base graph
+    cdeg = np.zeros(m_base, dtype=np.int64)
+    vdeg = np.zeros(n_base, dtype=np.int64)
+    for e in range(ne):
+        cdeg[checks[e]] += 1
+        vdeg[variables[e]] += 1
+    cptr = np.zeros(m_base + 1, dtype=np.int64)
+    vptr = np.zeros(n_base + 1, dtype=np.int64)
+    for c in range(m_base):
+        cptr[c + 1] = cptr[c] + cdeg[c]
+    for v in range(n_base):
+        vptr[v + 1] = vptr[v] + vdeg[v]
+    cfill = cptr[:-1].copy()
+    vfill = vptr[:-1].copy()
+    cedge = np.empty(ne, dtype=np.int64)
+    vedge = np.empty(ne, dtype=np.int64)
+    for e in range(ne):
+        cedge[cfill[checks[e]]] = e
+        cfill[checks[e]] += 1
+        vedge[vfill[variables[e]]] = e
+        vfill[variables[e]] += 1
+    state = np.empty(1, dtype=np.uint64)
+    state[0] = np.uint64(seed)
+    shift = np.full(ne, -1, dtype=np.int64)
+    mark = np.full(m_base, -1, dtype=np.int64)  # mark[c'] = edge id (c', v) for c' in N(v)
+    bad = np.zeros(z, dtype=np.int64)
+    left = 0
+    for e in range(ne):
+        c = checks[e]
+        v = variables[e]
+        for t in range(vptr[v], vptr[v + 1]):
+            e2 = vedge[t]
+            if e2 != e and shift[e2] >= 0:
+                mark[checks[e2]] = e2
+        for k in range(z):
+            bad[k] = 0
+        # 4-cycle c - v - c2 - v2 - c: edges e=(c,v), a=(c2,v), b=(c2,v2), d=(c,v2)
+        for t in range(cptr[c], cptr[c + 1]):
+            d = cedge[t]
+            if d == e or shift[d] < 0:
+                continue
+            v2 = variables[d]
+            for u in range(vptr[v2], vptr[v2 + 1]):
+                b = vedge[u]
+                c2 = checks[b]
+                if c2 == c or shift[b] < 0 or mark[c2] < 0:
+                    continue
+                a = mark[c2]
+                # lifted 4-cycle iff s_e - s_a + s_b - s_d == 0 (mod z)
+                k = (shift[a] - shift[b] + shift[d]) % z
+                bad[k] += 1
+        for t in range(vptr[v], vptr[v + 1]):
+            mark[checks[vedge[t]]] = -1
+        best = 1 << 60
+        for k in range(z):
+            if bad[k] < best:
+                best = bad[k]
+        ties = 0
+        chosen = 0
+        for k in range(z):
+            if bad[k] == best:
+                ties += 1
+                if _below(state, ties) == 0:
+                    chosen = k
+        shift[e] = chosen
+        left += best
+    return shift, left
+
+
+def qc_lift_no4(checks: np.ndarray, variables: np.ndarray, n_base: int, m_base: int, z: int,
+                seed: int = 0):
+    """Like :func:`qc_lift`, but each shift is drawn (seeded) among those that close the fewest
+    lifted 4-cycles with the edges already shifted (edges in the given order).
+
+    A 4-cycle of the lift projects onto a 4-cycle of the base whose shifts s1 - s2 + s3 - s4
+    vanish mod z, so when every base 4-cycle gets a non-vanishing sum the lift has girth >= 6
+    even though the base graph has girth 4. Returns (lifted checks, lifted variables, number of
+    lifted 4-cycle classes that could not be avoided; each is z 4-cycles of the lift).
+    """
+    checks = np.asarray(checks, dtype=np.int64)
+    variables = np.asarray(variables, dtype=np.int64)
+    shifts, left = _no4_shifts(checks, variables, int(n_base), int(m_base), int(z),
+                               (int(seed) ^ 0x5EED_C1C4) & 0x7FFFFFFFFFFFFFFF)
+    i = np.arange(z, dtype=np.int64)
+    lc = (checks[:, None] * z + i[None, :]).ravel()
+    lv = (variables[:, None] * z + (i[None, :] + shifts[:, None]) % z).ravel()
+    return lc, lv, int(left)
 
 
 @njit(cache=True)
