@@ -271,9 +271,10 @@ def test_input_validation(codes) -> None:
         BobReconciler(np.zeros(10, np.uint8), np.full(10, 1.5), ReconciliationConfig())
 
 
-def _public_levels(verdicts: list[dict], upto: int) -> list[int]:
+def _public_levels(verdicts: list[dict], upto: int) -> tuple[list[int], list[int]]:
     """Success levels (blind steps before the successful attempt) of the frames decided by
-    verdict ``upto``, recomputed from the public verdicts alone (what Alice can compute)."""
+    verdict ``upto``, and the floors (lowest possible level) of the frames still climbing,
+    recomputed from the public verdicts alone (what Alice can compute)."""
     attempts: dict[int, int] = {}
     skip_of: dict[int, int] = {}
     revealed: set[int] = set()
@@ -283,9 +284,22 @@ def _public_levels(verdicts: list[dict], upto: int) -> list[int]:
         revealed |= set(v["reveal"])
         for f in v.get("start", []):
             skip_of[f] = v["skip"]
-    # frames decided by then: attempted and not asked for more in the last verdict
-    decided = [f for f in attempts if f not in verdicts[upto]["more"]]
-    return [skip_of.get(f, 0) + attempts[f] - (0 if f in revealed else 1) for f in decided]
+    climbing = set(verdicts[upto]["more"])
+    levels = [skip_of.get(f, 0) + attempts[f] - (0 if f in revealed else 1)
+              for f in attempts if f not in climbing]
+    floors = [skip_of.get(f, 0) + attempts[f] for f in climbing]
+    return levels, floors
+
+
+def _public_skip(verdicts: list[dict], upto: int) -> int | None:
+    """The starting step a wave announced in verdict ``upto`` must have: the learned quantile of
+    the levels of all frames started before, or None while it is not yet determined."""
+    levels, floors = _public_levels(verdicts, upto)
+    lv = sorted(levels)
+    k = int(np.floor(proto_mod._LEARN_QUANTILE * (len(lv) + len(floors) - 1)))
+    if k >= len(lv) or (floors and lv[k] > min(floors)):
+        return None
+    return max(0, lv[k] - proto_mod._LEARN_BACK)
 
 
 def test_blind_waves_learn_start_from_public_verdicts(codes, monkeypatch) -> None:
@@ -296,6 +310,7 @@ def test_blind_waves_learn_start_from_public_verdicts(codes, monkeypatch) -> Non
 
     monkeypatch.setattr(proto_mod, "_LEARN_QUANTILE", 0.5)  # so that the skip is > 0 here
     monkeypatch.setattr(proto_mod, "_LEARN_BACK", 0)
+    monkeypatch.setattr(proto_mod, "_WAVE_GROWTH", 0.0)  # one later wave: all other frames
     a, b, ep = _data(36_000, 0.03, 0.03, 0.0, seed=21)
     cfg = ReconciliationConfig(rate_adaptation="blind", efficiency=1.6, frame_length=N_CODE,
                                blind_start_efficiency=1.0, blind_step=0.03)
@@ -310,9 +325,10 @@ def test_blind_waves_learn_start_from_public_verdicts(codes, monkeypatch) -> Non
     first_wave = set(verdicts[0]["decided"])
     assert 0 < len(first_wave) < res.frames
     assert set(verdicts[i]["start"]) == set(range(res.frames)) - first_wave
-    lv = sorted(_public_levels(verdicts, i))
-    q = lv[int(np.floor(proto_mod._LEARN_QUANTILE * (len(lv) - 1)))]
-    assert verdicts[i]["skip"] == max(0, q - proto_mod._LEARN_BACK) > 0
+    assert verdicts[i]["skip"] == _public_skip(verdicts, i)
+    assert verdicts[i]["skip"] > 0
+    # no earlier verdict could have started the wave: the skip was not yet determined
+    assert all(_public_skip(verdicts, j) is None for j in range(i))
     # the pre-revealed pad bits of the started frames are in the transcript and counted
     pre = [m for m in T if m.kind == "ec-reveal" and m.meta.get("start")]
     assert {m.meta["frame"] for m in pre} == set(verdicts[i]["start"])
@@ -346,3 +362,104 @@ def test_blind_ceiling_rescue_replays_step_path(codes, monkeypatch) -> None:
     assert seen
     assert res.leakage.feedback_bits == sum(
         m.meta["frames"] for m in T if m.kind == "ec-verdict")
+
+
+def _decided_order(verdicts: list[dict]) -> list[int]:
+    """Frames in the order `_public_levels` lists them (first attempt order)."""
+    seen: dict[int, None] = {}
+    for v in verdicts:
+        for f in v["decided"]:
+            seen.setdefault(f, None)
+    return list(seen)
+
+
+def test_blind_growing_waves_learn_from_public_verdicts(codes, monkeypatch) -> None:
+    """With growing waves, every later wave starts at a skip recomputable from the verdicts before
+    it (so `start`/`skip` leak nothing new), the waves are disjoint, have the announced sizes and
+    together start every frame once; leakage stays exact and the run is deterministic."""
+    import json
+    import math
+
+    monkeypatch.setattr(proto_mod, "_WAVE_GROWTH", 0.5)
+    monkeypatch.setattr(proto_mod, "_WAVE_MIN", 2)
+    monkeypatch.setattr(proto_mod, "_LEARN_QUANTILE", 0.5)
+    monkeypatch.setattr(proto_mod, "_LEARN_BACK", 0)
+    a, b, ep = _data(36_000, 0.03, 0.03, 0.0, seed=21)
+    cfg = ReconciliationConfig(rate_adaptation="blind", efficiency=1.6, frame_length=N_CODE,
+                               blind_start_efficiency=1.0, blind_step=0.03)
+    T = Transcript()
+    res = reconcile(a, b, ep, cfg, seed=8, transcript=T, codes=codes)
+    _check_invariants(res, a, T)
+    assert res.all_verified
+    verdicts = [json.loads(m.payload.decode()) for m in T if m.kind == "ec-verdict"]
+    starts = [i for i, v in enumerate(verdicts) if v.get("start")]
+    assert len(starts) >= 2
+    started = set(verdicts[0]["decided"])
+    assert len(started) == max(2, math.ceil(proto_mod._WAVE_FIRST * res.frames))
+    for i in starts:
+        wave = verdicts[i]["start"]
+        assert not started & set(wave)
+        size = max(proto_mod._WAVE_MIN, math.ceil(0.5 * len(started)))
+        assert len(wave) == min(size, res.frames - len(started))
+        # the skip is determined by the public verdicts up to this one (and not before the
+        # previous wave started) ...
+        assert verdicts[i]["skip"] == _public_skip(verdicts, i)
+        # ... and equals the learned quantile of the *final* levels of the frames started before
+        # (what waiting for all of them would give), though some may still be climbing
+        final_levels, floors = _public_levels(verdicts, len(verdicts) - 1)
+        assert not floors
+        lv = sorted(final_levels[j] for j, f in enumerate(_decided_order(verdicts))
+                    if f in started)
+        k = int(np.floor(proto_mod._LEARN_QUANTILE * (len(lv) - 1)))
+        assert verdicts[i]["skip"] == max(0, lv[k] - proto_mod._LEARN_BACK)
+        started |= set(wave)
+    assert started == set(range(res.frames))
+    # some wave started while frames of earlier waves were still climbing (fewer rounds)
+    assert any(verdicts[i]["more"] for i in starts)
+    pre = [m for m in T if m.kind == "ec-reveal" and m.meta.get("start")]
+    assert all(m.leak_bits == m.meta["bits"] > 0 for m in pre)
+    assert res.leakage.feedback_bits == sum(len(v["decided"]) for v in verdicts)
+    T2 = Transcript()
+    reconcile(a, b, ep, cfg, seed=8, transcript=T2, codes=codes)
+    assert T2.digest == T.digest
+
+
+def test_blind_early_waves_same_outcome_fewer_rounds(codes, monkeypatch) -> None:
+    """Starting a wave as soon as its starting step is determined (frames of earlier waves still
+    climbing) gives every frame the same start, hence the same attempts, iterations and leakage,
+    as waiting for the whole earlier wave, in no more rounds."""
+    import json
+
+    monkeypatch.setattr(proto_mod, "_WAVE_GROWTH", 0.5)
+    monkeypatch.setattr(proto_mod, "_WAVE_MIN", 2)
+    a, b, ep = _data(36_000, 0.03, 0.03, 0.0, seed=21)
+    cfg = ReconciliationConfig(rate_adaptation="blind", efficiency=1.6, frame_length=N_CODE,
+                               blind_start_efficiency=1.0, blind_step=0.03)
+    real = proto_mod.decode
+    mixed: list[bool] = []
+
+    def spy(code, syn, llr, **kw):
+        st = kw.get("state")
+        if st is not None:  # rows starting cold inside a warm call: L = prior, R = 0
+            cold = ~st.R.any(axis=1) & (st.L == st.prior.astype(np.float32)).all(axis=1)
+            mixed.append(bool(cold.any() and not cold.all()))
+        return real(code, syn, llr, **kw)
+
+    monkeypatch.setattr(proto_mod, "decode", spy)
+    out = {}
+    for early in (False, True):
+        monkeypatch.setattr(proto_mod, "_WAVE_EARLY", early)
+        mixed.clear()
+        T = Transcript()
+        res = reconcile(a, b, ep, cfg, seed=8, transcript=T, codes=codes)
+        # with early waves, a new wave's cold frames share calls with warm ones (same results)
+        assert any(mixed) == early
+        _check_invariants(res, a, T)
+        verdicts = [json.loads(m.payload.decode()) for m in T if m.kind == "ec-verdict"]
+        out[early] = (res, verdicts)
+    (r0, v0), (r1, v1) = out[False], out[True]
+    assert np.array_equal(r0.iterations, r1.iterations)
+    assert np.array_equal(r0.attempts, r1.attempts)
+    assert r0.leakage == r1.leakage and np.array_equal(r0.verified, r1.verified)
+    assert [v["skip"] for v in v0 if "start" in v] == [v["skip"] for v in v1 if "start" in v]
+    assert len(v1) < len(v0)

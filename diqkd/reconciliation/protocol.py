@@ -22,8 +22,10 @@ Outline (details and the security argument for each leakage item: docs/reconcili
    ``"reveal"`` -> Alice reveals the frame payload in the clear (all its bits counted as
    leakage) so that the run goes on with a frame that contributes no key; ``"fail"`` -> the
    frame is marked not verified and its output bits are zeros (the pipeline then aborts).
-   Blind mode decodes a first wave of frames, then starts the others at a step learned from the
-   first wave's public outcomes (announced in the verdict; see ``BobReconciler._next_wave``).
+   Blind mode decodes a first wave of frames, then starts the others (in one wave, or in
+   growing waves with ``_WAVE_GROWTH``) at a step learned from the public outcomes of the frames
+   started before, announced in the first verdict that determines it (frames of the earlier
+   wave may still be climbing; see ``BobReconciler._next_wave``).
 
 Every message goes through ``transcript.send``; the itemised :class:`Leakage` equals the sum of
 their ``leak_bits``.
@@ -62,7 +64,7 @@ ON_FAILURE = ("reveal", "fail")
 PROTOCOL_VERSION = "diqkd-ec-v2"  # v2: blind waves (verdict `start`/`skip`)
 _BATCH = 64  # frames per decoder call (at most; see _batch_size)
 _BATCH_BYTES = 192 << 20  # decoder message memory per call (E + n floats per frame)
-_BLIND_PATIENCE = 4  # iterations without fewer unsatisfied checks before a blind attempt stops
+_BLIND_PATIENCE = 3  # iterations without a new minimum of unsatisfied checks: a blind attempt stops
 _BLIND_CEILING_SLACK = 0.95  # blind code choice: smallest m >= 0.95 efficiency S (see plan)
 _STATE_BYTES = 512 << 20  # blind mode: decoder states kept between rounds (warm start)
 # blind mode, learned starting point: the first wave of frames starts at blind_start_efficiency;
@@ -73,6 +75,21 @@ _WAVE_FIRST = 0.125  # fraction of the frames in the first wave (at least _WAVE_
 _WAVE_MIN = 4
 _LEARN_QUANTILE = 0.25
 _LEARN_BACK = 1
+# later waves: each wave after the first starts max(_WAVE_MIN, ceil(_WAVE_GROWTH * frames started
+# so far)) frames (0: all remaining frames at once)
+_WAVE_GROWTH = 0.0
+# start a later wave as soon as its starting point is determined by the public outcomes (frames of
+# earlier waves may still be climbing), instead of when every started frame is decided: same
+# starting points, hence the same iterations and f per frame, in fewer rounds
+_WAVE_EARLY = True
+
+
+def _initial_state(llr: np.ndarray, code: LdpcCode) -> DecoderState:
+    """The BP state a cold start begins from (posteriors = priors, no check messages), so that a
+    cold frame can share a decoder call with warm ones: continuing from it is a cold start."""
+    prior = np.nan_to_num(np.clip(np.asarray(llr, dtype=np.float64), -LLR_KNOWN, LLR_KNOWN))
+    return DecoderState(prior[None, :], prior[None, :].astype(np.float32),
+                        np.zeros((1, int(code.check_idx.shape[0])), dtype=np.float32))
 
 
 def _batch_size(code: LdpcCode) -> int:
@@ -113,7 +130,7 @@ class ReconciliationConfig:
     blind_start_efficiency, blind_step
         Blind mode: starting f, and the f increment revealed per failed attempt. While pad bits
         are left, an attempt that stalls (no new minimum of unsatisfied checks for
-        ``_BLIND_PATIENCE`` = 4 iterations) stops early, and the next attempt continues BP from
+        ``_BLIND_PATIENCE`` = 3 iterations) stops early, and the next attempt continues BP from
         its messages (warm start) instead of restarting from the priors.
     on_failure
         ``"reveal"`` (reveal failed frames in the clear, counted) or ``"fail"`` (mark them).
@@ -739,18 +756,19 @@ class BobReconciler:
 
     def _decode_round(self) -> list[Message]:
         assert self._keys is not None
-        cfg = self.config
         pending = np.flatnonzero((self._status == 0) & self._started)
         more: list[int] = []
         failed: list[int] = []
         rescue: list[int] = []
         done_before = int(np.count_nonzero(self._status))
         bs = _batch_size(self.code)
-        # frames continuing from a kept state are decoded in their own batches (warm start)
+        # frames continuing from a kept state first (warm start); a batch mixing warm and cold
+        # frames gives the cold ones the initial state (L = prior, R = 0: exactly a cold start),
+        # so a round is one decoder call per batch (the SIMD kernel's lanes stay busy)
         warm = [int(f) for f in pending if int(f) in self._states]
         cold = [int(f) for f in pending if int(f) not in self._states]
-        batches = [np.asarray(warm[i:i + bs], dtype=np.int64) for i in range(0, len(warm), bs)]
-        batches += [np.asarray(cold[i:i + bs], dtype=np.int64) for i in range(0, len(cold), bs)]
+        order = warm + cold
+        batches = [np.asarray(order[i:i + bs], dtype=np.int64) for i in range(0, len(order), bs)]
         done_now = 0
         for batch in batches:
             llrs, lays = [], []
@@ -761,23 +779,21 @@ class BobReconciler:
             syn = np.stack([np.asarray(self._syn[int(f)]) for f in batch])
             st = None
             if int(batch[0]) in self._states:
-                st = DecoderState.stack([self._states.pop(int(f)) for f in batch])
+                st = DecoderState.stack([self._states.pop(int(f)) if int(f) in self._states
+                                         else _initial_state(llrs[j], self.code)
+                                         for j, f in enumerate(batch)])
             blind = self.plan["mode"] == "blind"
             # blind: an attempt that stalls while pad bits are left stops early and asks for more
             # (its state is kept, so the iterations are not lost); the last attempt runs in full
-            pat = np.array([_BLIND_PATIENCE if blind and self._p_now[int(f)] > 0 else 0
-                            for f in batch], dtype=np.int64)
-            res = decode(self.code, syn, np.stack(llrs), algorithm=cfg.decoder,
-                         max_iterations=cfg.max_iterations, ms_scaling=cfg.ms_scaling,
-                         ms_offset=cfg.ms_offset, threads=cfg.threads or None,
-                         state=st, keep_state=blind, patience=pat)
+            stall = np.array([blind and self._p_now[int(f)] > 0 for f in batch], dtype=bool)
+            bits, conv, its, states = self._attempt(syn, np.stack(llrs), st, stall, blind)
             del st
             for j, f in enumerate(batch):
                 f = int(f)
-                self._iters[f] += int(res.iterations[j])
+                self._iters[f] += int(its[j])
                 self._attempts[f] += 1
-                if res.converged[j]:
-                    cand = res.bits[j][lays[j].payload]
+                if conv[j]:
+                    cand = bits[j][lays[j].payload]
                     tag = _tag_bytes(poly_hash(cand, self._keys), self.spec)
                     if tag == self._tag[f]:
                         self._frame_out[f] = cand
@@ -788,8 +804,9 @@ class BobReconciler:
                     failed.append(f)
                 elif blind and self._p_now[f] > 0:
                     more.append(f)
-                    if res.state is not None and self._state_room(res.state):
-                        self._states[f] = res.state.frame(j)
+                    st_f = states[j]
+                    if st_f is not None and self._state_room(st_f):
+                        self._states[f] = st_f
                 elif blind:
                     rescue.append(f)
                 else:
@@ -820,9 +837,10 @@ class BobReconciler:
         self._round += 1
         start: list[int] = []
         skip = 0
-        if not more and not np.all(self._started):
-            # every started frame is decided: start the next wave at a point learned from the
-            # public outcomes so far (a function of earlier verdicts and this one, all public)
+        if not np.all(self._started) and (_WAVE_EARLY or not more):
+            # start the next wave at a point learned from the public outcomes so far (a function
+            # of earlier verdicts and this one, all public), as soon as that point is determined
+            # (frames still climbing can only end above their current level)
             start, skip = self._next_wave(reveal)
         final = not more and not reveal and not start
         verdict = {"round": self._round, "decided": [int(f) for f in pending],
@@ -847,6 +865,28 @@ class BobReconciler:
             # nothing to wait for (a new wave starting at its planned point): decode it now
             out.extend(self._decode_round())
         return out
+
+    def _attempt(self, syn: np.ndarray, llr: np.ndarray, st: DecoderState | None,
+                 stall: np.ndarray, blind: bool
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[DecoderState | None]]:
+        """One decoding attempt of a batch: (bits, converged, iterations, per-frame states).
+
+        Frames with ``stall`` set (blind, pad bits left) stop early once their count of
+        unsatisfied checks has not reached a new minimum for ``_BLIND_PATIENCE`` iterations; the
+        others run up to ``max_iterations``. States are returned (blind mode) only for the frames
+        that did not converge.
+        """
+        cfg = self.config
+        pat = np.where(stall, _BLIND_PATIENCE, 0).astype(np.int64)
+        res = decode(self.code, syn, llr, algorithm=cfg.decoder,
+                     max_iterations=cfg.max_iterations, ms_scaling=cfg.ms_scaling,
+                     ms_offset=cfg.ms_offset, threads=cfg.threads or None,
+                     state=st, keep_state=blind, patience=pat)
+        states: list[DecoderState | None] = [None] * syn.shape[0]
+        if res.state is not None:
+            for j in np.flatnonzero(~res.converged):
+                states[int(j)] = res.state.frame(int(j))
+        return res.bits, res.converged, res.iterations, states
 
     def _rescue(self, batch: list[int], failed: list[int]) -> None:
         assert self._keys is not None  # the hash-key message precedes every decode
@@ -907,12 +947,18 @@ class BobReconciler:
 
         The success level of a decided frame is the number of blind steps revealed before its
         successful attempt (announced skip + attempts - 1; frames revealed in full count as one
-        step above their last attempt). The next wave starts ``_LEARN_BACK`` steps below the
-        ``_LEARN_QUANTILE`` of these levels, so most of its frames decode at their first or
-        second attempt. All inputs are in the plan and the verdicts: Alice could compute it.
+        step above their last attempt); a frame still climbing will end at or above its floor
+        (skip + attempts). The next wave starts ``_LEARN_BACK`` steps below the
+        ``_LEARN_QUANTILE`` of the levels of all frames started so far, as soon as that order
+        statistic is determined (with ``_WAVE_EARLY``; else once every started frame is
+        decided): it is then the value waiting would give. The wave has
+        max(``_WAVE_MIN``, ceil(``_WAVE_GROWTH`` x frames started)) frames (all remaining ones
+        when ``_WAVE_GROWTH`` is 0). Returns ([], 0) while undetermined. All inputs are in the
+        plan and the verdicts: Alice could compute it.
         """
         fallback = set(self._fallback) | set(reveal_now)
         levels = []
+        floor = []  # frames still climbing: their level will be at least this
         for fi in np.flatnonzero(self._started):
             f = int(fi)
             base = self._skip_of.get(f, 0)
@@ -920,13 +966,25 @@ class BobReconciler:
                 levels.append(base + int(self._attempts[f]))
             elif self._status[f] == 1:
                 levels.append(base + int(self._attempts[f]) - 1)
+            else:
+                floor.append(base + int(self._attempts[f]))
         skip = 0
         if levels:
+            # the quantile of the levels of *all* started frames, once it is determined: the
+            # order statistic among the decided frames is at most every climbing frame's floor
+            # (then it equals the value that waiting for the whole wave would give)
             lv = np.sort(np.asarray(levels, dtype=np.int64))
-            q = int(lv[int(math.floor(_LEARN_QUANTILE * (lv.shape[0] - 1)))])
-            skip = max(0, q - _LEARN_BACK)
+            k = int(math.floor(_LEARN_QUANTILE * (lv.shape[0] + len(floor) - 1)))
+            if k >= lv.shape[0] or (floor and int(lv[k]) > min(floor)):
+                return [], 0
+            skip = max(0, int(lv[k]) - _LEARN_BACK)
+        elif floor:
+            return [], 0
         start = [int(fi) for fi in np.flatnonzero(~self._started)]
-        self._started[:] = True
+        if _WAVE_GROWTH > 0:
+            size = max(_WAVE_MIN, math.ceil(_WAVE_GROWTH * int(np.count_nonzero(self._started))))
+            start = start[:size]
+        self._started[start] = True
         for s in start:
             self._skip_of[s] = skip
         return start, skip
