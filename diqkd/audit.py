@@ -149,6 +149,25 @@ def replay(
                context=rec.get("context") or None)
 
 
+def _software_row(recorded: Mapping[str, Any], replayed: Mapping[str, Any]
+                  ) -> tuple[str, bool, str]:
+    """Informational row: which diqkd versions wrote and replayed the report.
+
+    Replays are exact within one version. Between versions the reconciliation schedule (when a
+    blind attempt stops, which mother code is chosen) and the decoder's float arithmetic may
+    change, and with them the transcript, the leakage and the key; an audit of an older report
+    should use the version the report names (``pip install diqkd==VERSION``). The row never fails
+    by itself: differing figures are reported figure by figure.
+    """
+    was = (recorded.get("software") or {}).get("version")
+    now = (replayed.get("software") or {}).get("version")
+    if was == now:
+        return ("software version", True, f"diqkd {now} (same as the report)")
+    return ("software version", True,
+            f"report written by diqkd {was}, replayed by {now}: if figures differ, rerun the "
+            f"audit with diqkd {was}")
+
+
 def _noise_seed_from(keys_dir: str | os.PathLike[str] | None) -> int | None:
     if keys_dir is None:
         return None
@@ -233,6 +252,7 @@ def verify(
                          "needs Alice's secret seed (--keys DIR with alice.secret.json)"))
         return res
     again = replay(rec, alice, bob, noise_seed=noise_seed, progress=progress)
+    res.rows.append(_software_row(rec, again.report))
     mism, count = compare_reports(rec, again.report)
     res.figures_compared = count
     res.mismatches.extend(m for m in mism if m.path not in {x.path for x in res.mismatches})

@@ -185,3 +185,18 @@ def test_noisy_preprocessing_needs_alices_secret_to_replay(tmp_path):
     wrong = verify(tmp_path / "out" / "report.json", a, b, noise_seed=res.noise_seed + 1)
     assert not wrong.ok
     assert any(m.path == "seeds.noise_seed_commitment" for m in wrong.mismatches)
+
+
+def test_software_version_is_named_and_only_informational(recorded):
+    """A report written by another diqkd version still passes if every figure matches; the
+    row names both versions (replays are exact only within one version)."""
+    d, a, b, rep = recorded
+    same = verify(rep, a, b)
+    row = next(r for r in same.rows if r[0] == "software version")
+    assert row[1] and "same as the report" in row[2]
+    older = json.loads(json.dumps(rep))
+    older["software"]["version"] = "0.0.1"
+    res = verify(older, a, b)
+    row = next(r for r in res.rows if r[0] == "software version")
+    assert row[1] and "0.0.1" in row[2] and "rerun the audit with diqkd 0.0.1" in row[2]
+    assert res.ok, res.to_dict()
