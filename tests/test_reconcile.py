@@ -463,3 +463,108 @@ def test_blind_early_waves_same_outcome_fewer_rounds(codes, monkeypatch) -> None
     assert r0.leakage == r1.leakage and np.array_equal(r0.verified, r1.verified)
     assert [v["skip"] for v in v0 if "start" in v] == [v["skip"] for v in v1 if "start" in v]
     assert len(v1) < len(v0)
+
+
+# ------------------------------------------------------------------------------------------------
+# fast paths: the same values as the reference (previous) implementations, bit for bit
+# ------------------------------------------------------------------------------------------------
+def _h2_ref(p):
+    p = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -p * np.log2(p) - (1 - p) * np.log2(1 - p)
+    return np.nan_to_num(h, nan=0.0)
+
+
+def test_h2_few_values_bit_identical() -> None:
+    rng = np.random.default_rng(3)
+    pool = np.array([0.05, 0.15, 0.0, 1.0, 0.5, 0.02, 1 - 0.8535533905932737, -0.0, np.nan, 0.3])
+    for _ in range(40):
+        vals = rng.choice(pool, size=int(rng.integers(1, 9)))
+        p = vals[rng.integers(0, vals.size, int(rng.integers(4096, 50_000)))]
+        for arr in (p, p[1:], np.minimum(p, 0.5)):
+            assert np.array_equal(np.asarray(h2(arr)).view(np.uint64), _h2_ref(arr).view(np.uint64))
+    p = rng.random(20_000)  # many distinct values: the elementwise path
+    assert np.array_equal(h2(p), _h2_ref(p))
+    assert h2(0.05) == float(_h2_ref(0.05)) and isinstance(h2(0.05), float)
+    assert np.array_equal(h2(np.full((3, 5000), 0.1)), _h2_ref(np.full((3, 5000), 0.1)))
+
+
+def test_syndrome_matches_dense(codes) -> None:
+    rng = np.random.default_rng(4)
+    for code in codes:
+        H = code.to_dense().astype(np.int64)
+        for _ in range(3):
+            x = rng.integers(0, 2, code.n, dtype=np.uint8)
+            assert np.array_equal(code.syndrome(x), (H @ x % 2).astype(np.uint8))
+
+
+def _punctured_order_ref(code: LdpcCode, seed: int) -> np.ndarray:
+    rng = np.random.default_rng([int(seed), 0x70C7])
+    deg = code.var_degrees
+    order = np.lexsort((rng.permutation(code.n), deg))
+    used = np.zeros(code.m, dtype=bool)
+    taken = []
+    for v in order:
+        if deg[v] == 0:
+            continue
+        cs = code.var_idx[code.var_ptr[v]:code.var_ptr[v + 1]]
+        if not used[cs].any():
+            used[cs] = True
+            taken.append(int(v))
+    return np.asarray(taken, dtype=np.int64)
+
+
+def _layout_ref(n, k, p, pun, short_perm):
+    mask = np.zeros(n, dtype=bool)
+    mask[pun[:p]] = True
+    cand = short_perm[~mask[short_perm]]
+    shortened = np.sort(cand[:n - k - p])
+    mask[shortened] = True
+    return np.flatnonzero(~mask), pun[:p], shortened
+
+
+def test_punctured_order_and_layout_match_reference(codes) -> None:
+    rng = np.random.default_rng(5)
+    for code in codes:
+        for seed in (0, 7, 123456789):
+            pun = proto_mod.punctured_order(code, seed)
+            assert np.array_equal(pun, _punctured_order_ref(code, seed))
+            short = proto_mod._short_perm(code, pun, seed)
+            for _ in range(5):
+                p = int(rng.integers(0, pun.shape[0] + 1))
+                k = int(rng.integers(code.n // 2, code.n - p + 1))
+                lay = proto_mod._layout(code, k, p, pun, short)
+                for got, want in zip((lay.payload, lay.punctured, lay.shortened),
+                                     _layout_ref(code.n, k, p, pun, short), strict=True):
+                    assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("kind", ["scalar", "two", "flip", "many"])
+def test_bob_priors_match_llr_from_error_prob(codes, kind: str) -> None:
+    from diqkd.reconciliation.decoder import LLR_KNOWN, llr_from_error_prob
+
+    rng = np.random.default_rng(6)
+    n = 3 * N_CODE // 2
+    bits = rng.integers(0, 2, n, dtype=np.uint8)
+    ep = {"scalar": 0.05, "two": np.where(rng.random(n) < 0.1, 0.15, 0.05),
+          "flip": np.where(rng.random(n) < 0.1, 0.85, 0.05),
+          "many": rng.uniform(0.0, 1.0, n)}[kind]
+    cfg = ReconciliationConfig(rate_adaptation="adaptive", efficiency=1.2)
+    bob = BobReconciler(bits, ep, cfg, seed=3, codes=codes)
+    bob.start()
+    epa = np.broadcast_to(np.asarray(ep, dtype=np.float64), (n,))
+    flip = epa > 0.5
+    y = bits ^ flip.astype(np.uint8)
+    pe = np.where(flip, 1.0 - epa, epa)
+    perm = np.random.default_rng([bob.plan["public_seed"], 0xE7]).permutation(n)
+    hp = _h2_ref(np.minimum(pe[perm], 0.5))
+    bounds = np.concatenate(([0], np.cumsum(bob.plan["payload"])))
+    want_h = [float(hp[bounds[i]:bounds[i + 1]].sum()) for i in range(len(bounds) - 1)]
+    assert bob.plan["entropy"] == want_h
+    for f in range(bob.F):
+        llr, lay = bob._llr(f)
+        idx = perm[bounds[f]:bounds[f + 1]]
+        want = np.full(bob.code.n, LLR_KNOWN)
+        want[lay.payload] = llr_from_error_prob(y[idx], pe[idx])
+        want[lay.punctured] = 0.0
+        assert np.array_equal(llr.view(np.uint64), want.view(np.uint64))

@@ -13,8 +13,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 __all__ = ["LdpcCode"]
+
+
+@njit(cache=True, nogil=True)
+def _syndrome_csr(check_ptr, check_idx, bits, out):  # pragma: no cover - numba
+    """out[c] = (sum of bits over the row c of H) & 1, i.e. the XOR of the rows' low bits."""
+    for c in range(out.shape[0]):
+        acc = np.uint8(0)
+        for j in range(check_ptr[c], check_ptr[c + 1]):
+            acc ^= bits[check_idx[j]]
+        out[c] = acc & np.uint8(1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,10 +128,10 @@ class LdpcCode:
         bits = np.asarray(bits, dtype=np.uint8)
         if bits.shape != (self.n,):
             raise ValueError(f"expected {self.n} bits, got shape {bits.shape}")
-        edge_vals = bits[self.check_idx]
-        # parity per row: XOR-reduce each CSR segment via cumulative sums of the edge values
-        csum = np.concatenate(([0], np.cumsum(edge_vals, dtype=np.int64)))
-        return ((csum[self.check_ptr[1:]] - csum[self.check_ptr[:-1]]) & 1).astype(np.uint8)
+        # parity per row: XOR of the rows' entries (the low bit of their sum), one CSR pass
+        out = np.empty(self.m, dtype=np.uint8)
+        _syndrome_csr(self.check_ptr, self.check_idx, bits, out)
+        return out
 
     def girth(self, limit: int = 1 << 30) -> int:
         """Exact girth of the Tanner graph (`limit` if no shorter cycle); BFS, n <= ~2e4.

@@ -37,17 +37,19 @@ import json
 import math
 import secrets
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from diqkd.transcript import Message
 
 from .code import LdpcCode
-from .decoder import ALGORITHMS, LLR_KNOWN, DecoderState, decode, llr_from_error_prob
-from .leakage import Leakage, h2
+from .decoder import ALGORITHMS, LLR_KNOWN, DecoderState, decode
+from .leakage import Leakage, _distinct_bits, h2
 from .verify import TagSpec, poly_hash, tag_spec
 
 __all__ = [
@@ -234,9 +236,27 @@ def _library_candidates(config: ReconciliationConfig, payload_bits: int) -> list
     family = config.family
 
     def loader(r: float) -> Callable[[], LdpcCode]:
-        return lambda: lib.get_code(r, n, seed=config.code_seed, family=family)
+        return lambda: _load_code(lib.get_code, r, n, config.code_seed, family)
 
     return [_Candidate(n=n, m=n - int(round(r * n)), load=loader(r)) for r in rates]
+
+
+# library codes loaded in this process, while someone holds them (weak references): the two
+# roles of one process load the chosen code once
+_CODE_CACHE: dict[tuple[Any, float, int, int, str], Any] = {}
+
+
+def _load_code(get: Callable[..., LdpcCode], r: float, n: int, seed: int, family: str
+               ) -> LdpcCode:
+    key = (get, float(r), int(n), int(seed), str(family))
+    ref = _CODE_CACHE.get(key)
+    code = ref() if ref is not None else None
+    if code is None:
+        code = get(r, n, seed=seed, family=family)
+        for k in [k for k, v in _CODE_CACHE.items() if v() is None]:
+            del _CODE_CACHE[k]
+        _CODE_CACHE[key] = weakref.ref(code)
+    return code
 
 
 def _resolve_codes(source: CodeSource | None, config: ReconciliationConfig, bits: int
@@ -276,20 +296,146 @@ def punctured_order(code: LdpcCode, seed: int = 0) -> np.ndarray:
         return _ORDER_CACHE[key]
     rng = np.random.default_rng([int(seed), 0x70C7])
     deg = code.var_degrees
-    order = np.lexsort((rng.permutation(code.n), deg))
-    used = np.zeros(code.m, dtype=bool)
-    taken = []
-    var_ptr, var_idx = code.var_ptr, code.var_idx
-    for v in order:
-        if deg[v] == 0:
-            continue
-        cs = var_idx[var_ptr[v]:var_ptr[v + 1]]
-        if not used[cs].any():
-            used[cs] = True
-            taken.append(int(v))
-    out = np.asarray(taken, dtype=np.int64)
+    order = np.lexsort((rng.permutation(code.n), deg)).astype(np.int64)
+    taken = np.empty(code.n, dtype=np.int64)
+    cnt = _untainted_greedy(order, code.var_ptr, code.var_idx, code.m, taken)
+    out = taken[:cnt].copy()
+    out.flags.writeable = False
     _ORDER_CACHE[key] = out
     return out
+
+
+@njit(cache=True, nogil=True)
+def _untainted_greedy(order, var_ptr, var_idx, m, taken):  # pragma: no cover - numba
+    """The greedy of :func:`punctured_order`: ``taken[:count]``, in the order taken."""
+    used = np.zeros(m, dtype=np.bool_)
+    cnt = 0
+    for t in range(order.shape[0]):
+        v = order[t]
+        a, b = var_ptr[v], var_ptr[v + 1]
+        if a == b:
+            continue
+        free = True
+        for j in range(a, b):
+            if used[var_idx[j]]:
+                free = False
+                break
+        if free:
+            for j in range(a, b):
+                used[var_idx[j]] = True
+            taken[cnt] = v
+            cnt += 1
+    return cnt
+
+
+# the public permutation of the string, shared by the two roles of one process while one of them
+# holds it (a weak reference: nothing is kept after the run); read-only
+_PERM_CACHE: dict[tuple[int, int], Any] = {}
+
+
+def _public_perm(seed: int, total: int) -> np.ndarray:
+    """``default_rng([seed, 0xE7]).permutation(total)`` (read-only), computed once per run."""
+    key = (int(seed), int(total))
+    ref = _PERM_CACHE.get(key)
+    perm = ref() if ref is not None else None
+    if perm is None:
+        perm = np.random.default_rng([int(seed), 0xE7]).permutation(int(total))
+        perm.flags.writeable = False
+        _PERM_CACHE.clear()
+        _PERM_CACHE[key] = weakref.ref(perm)
+    return perm
+
+
+@njit(cache=True, nogil=True)
+def _check_priors(bits, ep):  # pragma: no cover - numba
+    """Validation of Bob's inputs in one pass (no temporaries): 1 if a bit is not 0/1, else 2
+    if a prior is not a probability (also NaN, +-inf), else 3 if some prior exceeds 1/2, else
+    0."""
+    flip = False
+    bad_p = False
+    for i in range(bits.shape[0]):
+        if bits[i] > 1:
+            return 1
+        p = ep[i]
+        if not (p >= 0.0 and p <= 1.0):
+            bad_p = True
+        elif p > 0.5:
+            flip = True
+    if bad_p:
+        return 2
+    return 3 if flip else 0
+
+
+@njit(cache=True, nogil=True)
+def _flip(bits, ep, y, ep_out):  # pragma: no cover - numba
+    """A prior above 1/2: flip the bit and use 1 - p (as ``np.where(p > 0.5, 1.0 - p, p)``)."""
+    for i in range(bits.shape[0]):
+        p = ep[i]
+        if p > 0.5:
+            y[i] = bits[i] ^ np.uint8(1)
+            ep_out[i] = 1.0 - p
+        else:
+            y[i] = bits[i]
+            ep_out[i] = p
+
+
+@njit(cache=True, nogil=True)
+def _perm_fill(perm, a, b, code, tab, y, signed, pos, out):  # pragma: no cover - numba
+    """For i in [a, b) and j = perm[i]: v = tab[code[j]] (tab[j] if ``code`` is empty), negated
+    if ``signed`` and y[j] (i.e. (1 - 2 y[j]) * v for LLRs); stored in out[pos[i - a]] (or
+    out[i - a] if ``pos`` is empty)."""
+    ident = code.shape[0] == 0
+    direct = pos.shape[0] == 0
+    for i in range(a, b):
+        j = perm[i]
+        v = tab[j] if ident else tab[code[j]]
+        if signed and y[j]:
+            v = -v
+        if direct:
+            out[i - a] = v
+        else:
+            out[pos[i - a]] = v
+
+
+@njit(cache=True, nogil=True)
+def _permute_codes(perm, y, code, out):  # pragma: no cover - numba
+    """out[i] = 2 code[j] + y[j] for j = perm[i]: prior class and bit in permuted order."""
+    for i in range(perm.shape[0]):
+        j = perm[i]
+        out[i] = (code[j] << np.uint8(1)) | y[j]
+
+
+@njit(cache=True, nogil=True)
+def _frame_fill(yc, a, b, tab, signed, pos, out):  # pragma: no cover - numba
+    """As :func:`_perm_fill` from the permuted classes ``yc`` of :func:`_permute_codes`."""
+    direct = pos.shape[0] == 0
+    for i in range(a, b):
+        c = yc[i]
+        v = tab[c >> 1]
+        if signed and (c & 1):
+            v = -v
+        if direct:
+            out[i - a] = v
+        else:
+            out[pos[i - a]] = v
+
+
+@njit(cache=True, nogil=True)
+def _scatter_result(perm, bounds, status, frame_out, out, frame_of_bit
+                    ):  # pragma: no cover - numba
+    """out[perm[i]] = the frame's output bit (verified frames), frame_of_bit[perm[i]] = f."""
+    for f in range(bounds.shape[0] - 1):
+        ok = status[f] == 1
+        for i in range(bounds[f], bounds[f + 1]):
+            j = perm[i]
+            frame_of_bit[j] = f
+            out[j] = frame_out[i] if ok else np.uint8(0)
+
+
+def _llr_magnitude(p: np.ndarray) -> np.ndarray:
+    """``|llr|`` of :func:`llr_from_error_prob`, elementwise (the same expression)."""
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 0.5)
+    return np.log1p(-p) - np.log(p)
 
 
 @dataclass(frozen=True)
@@ -304,14 +450,38 @@ def _layout(
 ) -> _FrameLayout:
     n = code.n
     punctured = pun[:p]
-    mask = np.zeros(n, dtype=bool)
-    mask[punctured] = True
     s = n - k - p
-    cand = short_perm[~mask[short_perm]]
-    shortened = np.sort(cand[:s])
-    mask[shortened] = True
-    payload = np.flatnonzero(~mask)
+    # the first s positions of short_perm that are not punctured, sorted; payload: the rest
+    shortened = np.empty(max(s, 0), dtype=np.int64)
+    # one spare slot: the branch-free compaction writes every position at the current end
+    buf = np.empty(max(n - p - max(s, 0), 0) + 1, dtype=np.int64)
+    _layout_kernel(n, pun, p, short_perm, shortened, buf)
+    payload = buf[:-1]
     return _FrameLayout(payload=payload, punctured=punctured, shortened=shortened)
+
+
+@njit(cache=True, nogil=True)
+def _layout_kernel(n, pun, p, short_perm, shortened, payload):  # pragma: no cover - numba
+    mask = np.zeros(n, dtype=np.bool_)
+    for i in range(p):
+        mask[pun[i]] = True
+    c = 0
+    s = shortened.shape[0]
+    for i in range(short_perm.shape[0]):
+        if c == s:
+            break
+        v = short_perm[i]
+        if not mask[v]:
+            shortened[c] = v
+            c += 1
+    shortened.sort()
+    for i in range(s):
+        mask[shortened[i]] = True
+    # branch-free compaction (the mask is random): ``payload`` has n - p - s + 1 slots
+    q = 0
+    for v in range(n):
+        payload[q] = v
+        q += 1 - int(mask[v])
 
 
 def _short_perm(code: LdpcCode, pun: np.ndarray, seed: int) -> np.ndarray:
@@ -335,8 +505,11 @@ def _frame_sizes(total: int, n: int, modulation: float) -> np.ndarray:
 
 def _make_plan(
     error_prob: np.ndarray, config: ReconciliationConfig, cands: list[_Candidate],
-    public_seed: int,
+    public_seed: int, frame_entropy: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[dict[str, Any], LdpcCode]:
+    """The plan (see the module docstring) and its mother code. ``frame_entropy(bounds)``: the
+    frame entropies sum_i h2(min(p_i, 1/2)) over the slices bounds[f]:bounds[f+1] of the permuted
+    priors, if the caller computes them (it must sum the same values in the same order)."""
     total = int(error_prob.shape[0])
     if total == 0:
         raise ValueError("nothing to reconcile")
@@ -345,10 +518,13 @@ def _make_plan(
         raise ValueError("all mother codes must have the same length")
     delta = 0.0 if config.rate_adaptation == "fixed" else config.modulation
     ks = _frame_sizes(total, n, delta)
-    perm = np.random.default_rng([public_seed, 0xE7]).permutation(total)
-    hp = np.asarray(h2(np.minimum(error_prob[perm], 0.5)), dtype=np.float64)
     bounds = np.concatenate(([0], np.cumsum(ks)))
-    H = np.array([float(hp[bounds[i]:bounds[i + 1]].sum()) for i in range(len(ks))])
+    if frame_entropy is None:
+        perm = _public_perm(public_seed, total)
+        hp = np.asarray(h2(np.minimum(error_prob[perm], 0.5)), dtype=np.float64)
+        H = np.array([float(hp[bounds[i]:bounds[i + 1]].sum()) for i in range(len(ks))])
+    else:
+        H = frame_entropy(bounds)
     k_mean = float(ks.mean())
     target = config.efficiency * float(H.mean())  # wanted syndrome leakage per frame
     d_mean = n - k_mean
@@ -544,7 +720,7 @@ class AliceReconciler:
         code = _pick_code(cands, plan["code"])
         self.plan, self.code = plan, code
         seed = plan["public_seed"]
-        perm = np.random.default_rng([seed, 0xE7]).permutation(self.bits.shape[0])
+        perm = _public_perm(seed, self.bits.shape[0])
         self._pun = punctured_order(code, seed)
         self._short = _short_perm(code, self._pun, seed)
         ks = np.asarray(plan["payload"], dtype=np.int64)
@@ -642,17 +818,24 @@ class BobReconciler:
         self.bits = np.asarray(bob_bits, dtype=np.uint8)
         ep = np.asarray(error_prob, dtype=np.float64)
         if ep.ndim == 0:
-            ep = np.full(self.bits.shape[0], float(ep))
+            # broadcast without a copy (a read-only stride-0 view)
+            ep = np.broadcast_to(np.float64(ep), (self.bits.shape[0],))
         if self.bits.ndim != 1 or ep.shape != self.bits.shape:
             raise ValueError("bob_bits and error_prob must be 1-d arrays of the same length")
-        if np.any(self.bits > 1):
+        bad = _check_priors(self.bits, ep)
+        if bad == 1:
             raise ValueError("bob_bits must be 0/1")
-        if np.any(~np.isfinite(ep)) or np.any(ep < 0) or np.any(ep > 1):
+        if bad == 2:
             raise ValueError("error_prob must be probabilities")
-        # a prior above 1/2 means Bob's bit is more likely wrong: flip it and use 1 - p
-        flip = ep > 0.5
-        self._y = self.bits ^ flip.astype(np.uint8)
-        self.error_prob = np.where(flip, 1.0 - ep, ep)
+        # a prior above 1/2 means Bob's bit is more likely wrong: flip it and use 1 - p (the
+        # inputs are only read, so without such a prior they are used as they are)
+        if bad == 3:
+            self._y = np.empty(self.bits.shape[0], dtype=np.uint8)
+            self.error_prob = np.empty(self.bits.shape[0], dtype=np.float64)
+            _flip(self.bits, ep, self._y, self.error_prob)
+        else:
+            self._y = self.bits
+            self.error_prob = ep
         self.config = config
         ss = _seeds(seed)
         self._public_seed = int(ss.generate_state(1, np.uint32)[0])
@@ -664,12 +847,50 @@ class BobReconciler:
     # -- protocol ------------------------------------------------------------------------------
     def start(self) -> list[Message]:
         cands = _resolve_codes(self._codes_source, self.config, self.bits.shape[0])
-        plan, self.code = _make_plan(self.error_prob, self.config, cands, self._public_seed)
+        # held here so that _make_plan and Alice (same process) reuse it
+        N = self.bits.shape[0]
+        self._perm = _public_perm(self._public_seed, N)
+        # per-bit entropies (for the plan) and prior LLRs |llr| (the values of
+        # llr_from_error_prob), as tables over the distinct priors when there are few (the
+        # pipeline has two), else per bit; read through the permutation frame by frame
+        few = _distinct_bits(self.error_prob, 16) if N else None
+        self._yc: np.ndarray | None = None
+        if few is not None:
+            vals, self._prior_code = few
+            # one gather through the permutation; frames then read contiguous slices
+            self._yc = np.empty(N, dtype=np.uint8)
+            _permute_codes(self._perm, self._y, self._prior_code, self._yc)
+        else:
+            vals = np.asarray(self.error_prob, dtype=np.float64)
+            self._prior_code = np.zeros(0, dtype=np.uint8)
+        h_tab = np.asarray(h2(np.minimum(vals, 0.5)), dtype=np.float64).reshape(-1)
+        self._mag_tab = _llr_magnitude(vals)
+        none = np.zeros(0, dtype=np.int64)
+        self._llr_buf: np.ndarray | None = None  # the decoder-call input, reused per batch
+
+        def frame_entropy(bounds: np.ndarray) -> np.ndarray:
+            # the entropies of each frame's bits in a contiguous buffer, summed by numpy as
+            # hp[a:b].sum() would (same values, same length, same pairwise order)
+            ks_ = np.diff(bounds)
+            buf = np.empty(int(ks_.max()) if ks_.size else 0, dtype=np.float64)
+            out = np.empty(ks_.shape[0], dtype=np.float64)
+            for i in range(ks_.shape[0]):
+                a, b = int(bounds[i]), int(bounds[i + 1])
+                if self._yc is not None:
+                    _frame_fill(self._yc, a, b, h_tab, False, none, buf)
+                else:
+                    _perm_fill(self._perm, a, b, self._prior_code, h_tab, self._y, False, none,
+                               buf)
+                out[i] = float(buf[:b - a].sum())
+            return out
+
+        plan, self.code = _make_plan(self.error_prob, self.config, cands, self._public_seed,
+                                     frame_entropy=frame_entropy)
         self.plan = plan
         F = len(plan["payload"])
         self.F = F
         seed = plan["public_seed"]
-        self._perm = np.random.default_rng([seed, 0xE7]).permutation(self.bits.shape[0])
+        assert seed == self._public_seed
         self._pun = punctured_order(self.code, seed)
         self._short = _short_perm(self.code, self._pun, seed)
         ks = np.asarray(plan["payload"], dtype=np.int64)
@@ -739,14 +960,23 @@ class BobReconciler:
             return self._decode_round()
         return self._final()
 
-    def _llr(self, f: int) -> tuple[np.ndarray, _FrameLayout]:
+    def _llr(self, f: int, out: np.ndarray | None = None) -> tuple[np.ndarray, _FrameLayout]:
         code = self.code
         k = int(self._ks[f])
         p0 = self.plan["punctured"][f]
         lay = _layout(code, k, p0, self._pun, self._short)
-        idx = self._perm[self._bounds[f]:self._bounds[f + 1]]
-        llr = np.full(code.n, LLR_KNOWN)  # shortened: public value 0
-        llr[lay.payload] = llr_from_error_prob(self._y[idx], self.error_prob[idx])
+        if out is None:
+            llr = np.full(code.n, LLR_KNOWN)  # shortened: public value 0
+        else:
+            llr = out
+            llr.fill(LLR_KNOWN)
+        # = llr_from_error_prob(y[idx], error_prob[idx]) for idx = perm[bounds[f]:bounds[f+1]]
+        a, b = int(self._bounds[f]), int(self._bounds[f + 1])
+        if self._yc is not None:
+            _frame_fill(self._yc, a, b, self._mag_tab, True, lay.payload, llr)
+        else:
+            _perm_fill(self._perm, a, b, self._prior_code, self._mag_tab, self._y, True,
+                       lay.payload, llr)
         llr[lay.punctured] = 0.0
         if self._revealed[f]:
             vals = np.concatenate(self._revealed[f])  # the last len(vals) pad positions
@@ -771,11 +1001,14 @@ class BobReconciler:
         batches = [np.asarray(order[i:i + bs], dtype=np.int64) for i in range(0, len(order), bs)]
         done_now = 0
         for batch in batches:
-            llrs, lays = [], []
-            for f in batch:
-                llr, lay = self._llr(int(f))
-                llrs.append(llr)
-                lays.append(lay)
+            # one input buffer for every batch (decode() does not keep it: its state holds a
+            # clipped copy), so that its pages are touched once
+            if self._llr_buf is None or self._llr_buf.shape[0] < batch.shape[0]:
+                self._llr_buf = np.empty((bs, self.code.n), dtype=np.float64)
+            llrs = self._llr_buf[:batch.shape[0]]
+            lays = []
+            for j, f in enumerate(batch):
+                lays.append(self._llr(int(f), out=llrs[j])[1])
             syn = np.stack([np.asarray(self._syn[int(f)]) for f in batch])
             st = None
             if int(batch[0]) in self._states:
@@ -786,7 +1019,7 @@ class BobReconciler:
             # blind: an attempt that stalls while pad bits are left stops early and asks for more
             # (its state is kept, so the iterations are not lost); the last attempt runs in full
             stall = np.array([blind and self._p_now[int(f)] > 0 for f in batch], dtype=bool)
-            bits, conv, its, states = self._attempt(syn, np.stack(llrs), st, stall, blind)
+            bits, conv, its, states = self._attempt(syn, llrs, st, stall, blind)
             del st
             for j, f in enumerate(batch):
                 f = int(f)
@@ -1008,17 +1241,18 @@ class BobReconciler:
             raise RuntimeError("reconciliation has not finished")
         N = self.bits.shape[0]
         out_perm = np.zeros(N, dtype=np.uint8)
-        frame_perm = np.zeros(N, dtype=np.int64)
+        status = self._status.copy()
         for f in range(self.F):
             a, b = self._bounds[f], self._bounds[f + 1]
-            frame_perm[a:b] = f
             out_f = self._frame_out[f]
             if self._status[f] == 1 and out_f is not None:
                 out_perm[a:b] = out_f
-        bob_corrected = np.zeros(N, dtype=np.uint8)
-        bob_corrected[self._perm] = out_perm
-        frame_of_bit = np.zeros(N, dtype=np.int64)
-        frame_of_bit[self._perm] = frame_perm
+            else:
+                status[f] = 0
+        bob_corrected = np.empty(N, dtype=np.uint8)
+        frame_of_bit = np.empty(N, dtype=np.int64)
+        _scatter_result(self._perm, np.asarray(self._bounds, dtype=np.int64), status, out_perm,
+                        bob_corrected, frame_of_bit)
         leak = Leakage(syndrome_bits=self.leak["syndrome"], revealed_bits=self.leak["revealed"],
                        tag_bits=self.leak["tag"], feedback_bits=self.leak["feedback"])
         return ReconciliationResult(
