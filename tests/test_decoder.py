@@ -320,3 +320,17 @@ def test_tag_spec_bounds() -> None:
         L = spec.blocks
         shorter = (L / 2.0**64) ** (spec.words - 1) * L / 2.0 ** (spec.last_bits - 1)
         assert spec.last_bits == 1 or frames * shorter > eps or spec.last_bits == 64
+
+
+def test_clip_llr_equals_the_numpy_form():
+    """The one-pass clip is bit-identical to nan_to_num(clip(...)), incl. NaN, inf and -0.0."""
+    from diqkd.reconciliation.decoder import LLR_KNOWN, _clip_llr
+
+    x = np.array([[np.nan, np.inf, -np.inf, 1e5, -1e5, 3.5, -0.0, 0.0, 999.9, -LLR_KNOWN,
+                   np.nextafter(LLR_KNOWN, np.inf)]])
+    r = np.random.default_rng(0).normal(0.0, 600.0, (5, 1001))
+    for a in (x, r):
+        want = np.nan_to_num(np.clip(a, -LLR_KNOWN, LLR_KNOWN))
+        got = _clip_llr(a)
+        assert got.tobytes() == want.tobytes()
+        assert got is not a

@@ -142,6 +142,26 @@ def llr_from_error_prob(bob_bits: np.ndarray, error_prob: np.ndarray) -> np.ndar
 # compiled kernels
 # --------------------------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
+def _clip_llr(llr):
+    """``nan_to_num(clip(llr, -LLR_KNOWN, LLR_KNOWN))`` in one pass and one new array (the numpy
+    form makes two (frames, n) float64 temporaries plus the inf/NaN scans)."""
+    out = np.empty_like(llr)
+    a = llr.ravel()
+    b = out.ravel()
+    for i in range(a.shape[0]):
+        x = a[i]
+        if x != x:
+            b[i] = 0.0
+        elif x > LLR_KNOWN:
+            b[i] = LLR_KNOWN
+        elif x < -LLR_KNOWN:
+            b[i] = -LLR_KNOWN
+        else:
+            b[i] = x
+    return out
+
+
+@njit(cache=True, nogil=True)
 def _syndrome_ok(check_ptr, check_idx, L, synd):
     m = check_ptr.shape[0] - 1
     for c in range(m):
@@ -361,7 +381,7 @@ def decode(
         )
     if max_iterations < 1:
         raise ValueError("max_iterations must be >= 1")
-    llr2 = np.nan_to_num(np.clip(llr2, -LLR_KNOWN, LLR_KNOWN))
+    llr2 = _clip_llr(llr2)
     F = llr2.shape[0]
     out = np.zeros((F, code.n), dtype=np.uint8)
     its = np.zeros(F, dtype=np.int64)
