@@ -227,6 +227,9 @@ def test_old_library_identity_unchanged() -> None:
     old = {s.rate for s in lib.available_codes(max_version=1)}
     assert old == {0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9}
     assert {s.rate for s in lib.available_codes()} == old | set(HR_RATES)
+    # the high-rate codes are offered only from HR_MIN_LENGTH up (error floor at 1e4)
+    assert {s.rate for s in lib.available_codes((10_000,))} == old
+    assert {s.rate for s in lib.available_codes((lib.HR_MIN_LENGTH,))} == old | set(HR_RATES)
 
 
 @pytest.mark.parametrize("rate", HR_RATES)
