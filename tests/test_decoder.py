@@ -334,3 +334,25 @@ def test_clip_llr_equals_the_numpy_form():
         got = _clip_llr(a)
         assert got.tobytes() == want.tobytes()
         assert got is not a
+
+
+def test_high_check_degree_uses_a_kernel_that_works():
+    """A check of degree 140 with weak priors overflows the SIMD kernel's float32 product of
+    (1 + e^-|t|) (NaN messages: frames 0 and 2 below fail with it), so decode() hands such codes
+    to the scalar kernel. Bit 0 has a wrong weak prior that check 1 (with a strong bit) fixes."""
+    from diqkd.reconciliation.decoder import SIMD_SP_MAX_DEGREE
+
+    n = 141
+    rows = np.array([0] * 140 + [1, 1], dtype=np.int64)
+    cols = np.array(list(range(140)) + [0, 140], dtype=np.int64)
+    code = LdpcCode.from_edges(n, 2, rows, cols, name="test-deg140")
+    assert int(code.check_degrees.max()) > SIMD_SP_MAX_DEGREE
+    x = np.random.default_rng(1).integers(0, 2, (3, n), dtype=np.uint8)
+    syn = np.stack([code.syndrome(v) for v in x])
+    llr = np.where(x == 1, -0.01, 0.01)
+    llr[:, 140] = np.where(x[:, 140] == 1, -8.0, 8.0)
+    llr[:, 0] = -llr[:, 0]
+    fast = decode(code, syn, llr, max_iterations=5, return_llr=True)
+    slow = decode(code, syn, llr, max_iterations=5, return_llr=True, kernel="scalar")
+    assert fast.converged.all() and np.array_equal(fast.bits, x)
+    assert np.array_equal(fast.bits, slow.bits) and np.array_equal(fast.llr, slow.llr)

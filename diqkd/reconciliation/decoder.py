@@ -52,6 +52,7 @@ __all__ = [
     "ALGORITHMS",
     "KERNELS",
     "LLR_KNOWN",
+    "SIMD_SP_MAX_DEGREE",
     "DecodeResult",
     "DecoderState",
     "decode",
@@ -61,6 +62,11 @@ __all__ = [
 
 ALGORITHMS = ("sum-product", "min-sum")
 KERNELS = ("simd", "scalar")
+#: Largest check degree the SIMD sum-product kernel takes. It forms prod (1 + e^-|t|) over a
+#: check's edges in float32, and each factor is up to 2, so above ~127 edges the product can
+#: overflow to inf and the messages become NaN. The library's codes have check degree <= ~100
+#: (rate 0.95); a code with a larger check degree is decoded by the scalar kernel instead.
+SIMD_SP_MAX_DEGREE = 120
 #: Prior LLR magnitude of a bit whose value Bob knows (shortened / revealed positions).
 LLR_KNOWN = 1000.0
 # Messages are float32 (single-precision exp/log are ~30 % faster and halve memory traffic).
@@ -382,6 +388,9 @@ def decode(
     if max_iterations < 1:
         raise ValueError("max_iterations must be >= 1")
     llr2 = _clip_llr(llr2)
+    if (kernel == "simd" and algorithm == "sum-product" and code.m
+            and int(code.check_degrees.max()) > SIMD_SP_MAX_DEGREE):
+        kernel = "scalar"  # see SIMD_SP_MAX_DEGREE
     F = llr2.shape[0]
     out = np.zeros((F, code.n), dtype=np.uint8)
     its = np.zeros(F, dtype=np.int64)

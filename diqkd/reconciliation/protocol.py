@@ -48,7 +48,7 @@ from numba import njit
 from diqkd.transcript import Message
 
 from .code import LdpcCode
-from .decoder import ALGORITHMS, LLR_KNOWN, DecoderState, decode
+from .decoder import ALGORITHMS, LLR_KNOWN, DecoderState, _clip_llr, decode
 from .leakage import Leakage, _distinct_bits, h2
 from .verify import TagSpec, poly_hash, tag_spec
 
@@ -89,7 +89,7 @@ _WAVE_EARLY = True
 def _initial_state(llr: np.ndarray, code: LdpcCode) -> DecoderState:
     """The BP state a cold start begins from (posteriors = priors, no check messages), so that a
     cold frame can share a decoder call with warm ones: continuing from it is a cold start."""
-    prior = np.nan_to_num(np.clip(np.asarray(llr, dtype=np.float64), -LLR_KNOWN, LLR_KNOWN))
+    prior = _clip_llr(np.ascontiguousarray(llr, dtype=np.float64))
     return DecoderState(prior[None, :], prior[None, :].astype(np.float32),
                         np.zeros((1, int(code.check_idx.shape[0])), dtype=np.float32))
 
