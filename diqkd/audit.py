@@ -163,6 +163,9 @@ def _software_row(recorded: Mapping[str, Any], replayed: Mapping[str, Any]
     now = (replayed.get("software") or {}).get("version")
     if was == now:
         return ("software version", True, f"diqkd {now} (same as the report)")
+    if not was or not isinstance(was, str) or "unknown" in was:
+        return ("software version", True,
+                f"the report does not name the diqkd version that wrote it; replayed by {now}")
     return ("software version", True,
             f"report written by diqkd {was}, replayed by {now}: if figures differ, rerun the "
             f"audit with diqkd {was}")
