@@ -1019,7 +1019,7 @@ class BobReconciler:
             # blind: an attempt that stalls while pad bits are left stops early and asks for more
             # (its state is kept, so the iterations are not lost); the last attempt runs in full
             stall = np.array([blind and self._p_now[int(f)] > 0 for f in batch], dtype=bool)
-            bits, conv, its, states = self._attempt(syn, llrs, st, stall, blind)
+            bits, conv, its, batch_state = self._attempt(syn, llrs, st, stall, blind)
             del st
             for j, f in enumerate(batch):
                 f = int(f)
@@ -1037,9 +1037,8 @@ class BobReconciler:
                     failed.append(f)
                 elif blind and self._p_now[f] > 0:
                     more.append(f)
-                    st_f = states[j]
-                    if st_f is not None and self._state_room(st_f):
-                        self._states[f] = st_f
+                    if batch_state is not None and self._state_room(batch_state):
+                        self._states[f] = batch_state.frame(int(j))
                 elif blind:
                     rescue.append(f)
                 else:
@@ -1093,7 +1092,7 @@ class BobReconciler:
                              "more": len(more), "reveal": len(reveal), "final": final,
                              "start": len(start), "skip": skip})]
         if final:
-            self.done = True
+            self._finish()
         elif not self._awaiting:
             # nothing to wait for (a new wave starting at its planned point): decode it now
             out.extend(self._decode_round())
@@ -1101,13 +1100,13 @@ class BobReconciler:
 
     def _attempt(self, syn: np.ndarray, llr: np.ndarray, st: DecoderState | None,
                  stall: np.ndarray, blind: bool
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[DecoderState | None]]:
-        """One decoding attempt of a batch: (bits, converged, iterations, per-frame states).
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, DecoderState | None]:
+        """One decoding attempt of a batch: (bits, converged, iterations, batch state).
 
         Frames with ``stall`` set (blind, pad bits left) stop early once their count of
         unsatisfied checks has not reached a new minimum for ``_BLIND_PATIENCE`` iterations; the
-        others run up to ``max_iterations``. States are returned (blind mode) only for the frames
-        that did not converge.
+        others run up to ``max_iterations``. The batch's final state is returned in blind mode (None
+        otherwise); the caller copies out (``.frame(j)``) only the states it keeps.
         """
         cfg = self.config
         pat = np.where(stall, _BLIND_PATIENCE, 0).astype(np.int64)
@@ -1115,11 +1114,7 @@ class BobReconciler:
                      max_iterations=cfg.max_iterations, ms_scaling=cfg.ms_scaling,
                      ms_offset=cfg.ms_offset, threads=cfg.threads or None,
                      state=st, keep_state=blind, patience=pat)
-        states: list[DecoderState | None] = [None] * syn.shape[0]
-        if res.state is not None:
-            for j in np.flatnonzero(~res.converged):
-                states[int(j)] = res.state.frame(int(j))
-        return res.bits, res.converged, res.iterations, states
+        return res.bits, res.converged, res.iterations, res.state
 
     def _rescue(self, batch: list[int], failed: list[int]) -> None:
         assert self._keys is not None  # the hash-key message precedes every decode
@@ -1226,12 +1221,20 @@ class BobReconciler:
         per_frame = st.nbytes // max(1, st.L.shape[0])
         return (len(self._states) + 1) * per_frame <= _STATE_BYTES
 
+    def _finish(self) -> None:
+        """Mark the run decided and drop the decoding buffers (the decoder-input buffer is
+        ~51 MB at 64 frames of 1e5 bits; the permuted prior classes are N bytes)."""
+        self.done = True
+        self._llr_buf = None
+        self._yc = None
+        self._states.clear()
+
     def _final(self) -> list[Message]:
         """All frames decided after fallback reveals: the closing verdict (no new decisions)."""
         self._round += 1
         verdict = {"round": self._round, "decided": [], "more": [], "reveal": [],
                    "final": True, "verified": [int(f) for f in np.flatnonzero(self._status == 1)]}
-        self.done = True
+        self._finish()
         return [Message("bob", "ec-verdict", json.dumps(verdict, sort_keys=True).encode(),
                         leak_bits=0, meta={"round": self._round, "frames": 0, "final": True})]
 
