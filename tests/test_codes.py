@@ -14,6 +14,7 @@ from diqkd.reconciliation.code import LdpcCode
 from diqkd.reconciliation.distributions import (
     DISTRIBUTIONS,
     HR_DE_DELTA,
+    MID_DE_DELTA,
     bsc_threshold,
     check_degree_counts,
     concentrated_rho,
@@ -221,7 +222,7 @@ def test_old_library_identity_unchanged() -> None:
         assert lib.construction_version("peg-irregular", rate) == 1
         assert DISTRIBUTIONS[rate].extra.get("construction_version") is None
     assert lib.CONSTRUCTION_VERSION == 1
-    assert HR_RATES == [0.89, 0.901, 0.91, 0.92, 0.93, 0.95]
+    assert HR_RATES == [0.575, 0.625, 0.675, 0.725, 0.89, 0.901, 0.91, 0.92, 0.93, 0.95]
     for rate in HR_RATES:
         assert lib.construction_version("peg-irregular", rate) == lib.HR_CONSTRUCTION_VERSION == 2
     old = {s.rate for s in lib.available_codes(max_version=1)}
@@ -236,11 +237,14 @@ def test_old_library_identity_unchanged() -> None:
 def test_high_rate_threshold_recomputed(rate: float) -> None:
     """The recorded DE threshold (0.1 LLR grid) brackets the DE's verdicts within 2.5 %."""
     dist = DISTRIBUTIONS[rate]
-    assert dist.extra["de_delta"] == HR_DE_DELTA
+    delta = dist.extra["de_delta"]
+    # the DE-designed high rates on the 0.1 grid; the intermediate rates (published lambdas
+    # one half-step up) on the 0.2 grid, like the version-1 thresholds
+    assert delta == (HR_DE_DELTA if rate > 0.85 else MID_DE_DELTA)
     lam, rho = dist.lam_float(), dist.rho()
     thr = dist.threshold
-    assert de_converges(lam, rho, thr * 0.975, delta=HR_DE_DELTA, max_iter=3000)
-    assert not de_converges(lam, rho, thr * 1.025, delta=HR_DE_DELTA, max_iter=3000)
+    assert de_converges(lam, rho, thr * 0.975, delta=delta, max_iter=3000)
+    assert not de_converges(lam, rho, thr * 1.025, delta=delta, max_iter=3000)
     # lambda_2 below the stability bound at the threshold
     rp = sum(w * (j - 1) for j, w in rho.items())
     assert lam.get(2, 0.0) * rp * 2 * np.sqrt(thr * (1 - thr)) < 1.0

@@ -250,6 +250,8 @@ def test_blind_regression_small_frames(codes) -> None:
     {"decoder": "gallager"}, {"rate_adaptation": "turbo"}, {"efficiency": 0.9},
     {"modulation": 0.6}, {"eps_cor": 0.0}, {"on_failure": "ignore"}, {"max_iterations": 0},
     {"threads": -1}, {"ms_scaling": 0.0}, {"blind_step": 0.0}, {"code_rate": 1.5},
+    {"modulation": "adaptive"}, {"modulation": "auto"},  # blind (the default mode) needs a number
+    {"modulation": "auto", "rate_adaptation": "fixed"}, {"modulation": None},
 ])
 def test_config_validation(kw) -> None:
     with pytest.raises(ValueError):
@@ -568,3 +570,58 @@ def test_bob_priors_match_llr_from_error_prob(codes, kind: str) -> None:
         want[lay.payload] = llr_from_error_prob(y[idx], pe[idx])
         want[lay.punctured] = 0.0
         assert np.array_equal(llr.view(np.uint64), want.view(np.uint64))
+
+
+# -- modulation = "auto" (adaptive mode): code and payload chosen for the fewest modulated bits --
+def _auto_ref(n: int, m: int, lk: float) -> tuple[int, int]:
+    """Brute force: the most punctured positions p (if m >= lk n) or the fewest shortened s with
+    syndrome leak m - p >= lk * payload."""
+    if m >= lk * n:
+        p = 0
+        while p + 1 < n and m - (p + 1) >= lk * (n - p - 1):
+            p += 1
+        return p, 0
+    s = 0
+    while m < lk * (n - s):
+        s += 1
+    return 0, s
+
+
+@pytest.mark.parametrize("n,m,lk", [
+    (2000, 1000, 0.45), (2000, 1000, 0.5), (2000, 1000, 0.55), (2000, 600, 0.25),
+    (1000, 250, 0.2237 * 1.1), (1000, 350, 0.2864 * 1.08), (997, 400, 0.3999),
+])
+def test_auto_modulation_matches_brute_force(n: int, m: int, lk: float) -> None:
+    p, s = proto_mod._auto_modulation(n, m, lk)
+    assert p == 0 or s == 0
+    k = n - p - s
+    assert m - p >= lk * k - 1e-9  # the leakage never falls below the target
+    assert (p, s) == _auto_ref(n, m, lk)
+
+
+def test_auto_modulation_plan(codes) -> None:
+    """The plan picks the code needing the fewest modulated positions; frames are verified, the
+    realised f is >= the target, and the modulation is far below a fixed 10 %."""
+    q = 0.03
+    a, b, ep = _data(30_000, q, q, 0.0, seed=21)
+    cfg = ReconciliationConfig(rate_adaptation="adaptive", modulation="auto", efficiency=1.6,
+                               frame_length=N_CODE)
+    T = Transcript()
+    res = reconcile(a, b, ep, cfg, seed=2, transcript=T, codes=codes)
+    _check_invariants(res, a, T)
+    assert res.all_verified and res.plan["modulation_rule"] == "auto"
+    lk = 1.6 * float(h2(q))
+    mods = [(proto_mod._auto_modulation(N_CODE, c.m, lk), c.m) for c in codes]
+    want = min((2 * p + s, m, p + s) for (p, s), m in mods)  # a punctured position counts twice
+    assert res.plan["code"]["m"] == want[1]
+    k_max = N_CODE - want[2]
+    assert max(res.plan["payload"]) <= k_max
+    assert len(res.plan["payload"]) == -(-a.shape[0] // k_max)
+    syn = sum(m.leak_bits for m in T if m.kind == "ec-syndrome")
+    assert syn >= 1.6 * res.entropy_bits - len(res.plan["payload"])  # floor() per frame
+    # one of puncturing or shortening (k_max), plus the equalisation of the frame sizes
+    assert res.plan["modulation_mean"] <= want[2] + k_max / len(res.plan["payload"])
+    # a fixed modulation of 10 % gives a different plan on the same data
+    fixed = reconcile(a, b, ep, ReconciliationConfig(rate_adaptation="adaptive", efficiency=1.6,
+                                                     frame_length=N_CODE), seed=2, codes=codes)
+    assert fixed.plan["modulation_mean"] > res.plan["modulation_mean"]

@@ -38,7 +38,7 @@ from numba import njit
 __all__ = [
     "DegreeDistribution", "DISTRIBUTIONS", "get_distribution", "variable_degree_counts",
     "check_degree_counts", "concentrated_rho", "de_converges", "bsc_threshold", "optimize_lambda",
-    "h2", "HR_DE_DELTA",
+    "h2", "HR_DE_DELTA", "MID_DE_DELTA",
 ]
 
 
@@ -523,6 +523,40 @@ for _r, _lam, _thr, _how in _HR_DESIGNED:
         extra={"construction_version": 2, "staircase": True, "de_delta": HR_DE_DELTA,
                "design": _how},
     )
+
+# ---------------------------------------------------------------------------------------------
+# intermediate rates: published lambdas re-used one half-step above their design rate
+# ---------------------------------------------------------------------------------------------
+#: LLR grid step of the DE that the intermediate-rate thresholds are recorded with
+MID_DE_DELTA = 0.2
+_MID_METHOD = (
+    "diqkd 2026-11-28: the variable distribution lambda of Elkouss, Leverrier, Alleaume, "
+    "Boutros, arXiv 0901.2140, Table I, at a design rate 0.025 above the one it was published "
+    "for, with the concentrated rho of the new rate; built with construction version 2 "
+    "(staircase degree-2 chain, 4-cycle-breaking lift). Threshold: our discretised DE "
+    "(bsc_threshold, 0.2 LLR grid, tolerance 0.2 % of p)"
+)
+# (rate, source rate of lambda, threshold): chosen among the two neighbouring published lambdas
+# by DE threshold (the other neighbour: f at threshold 1.054 / 1.053 / 1.060 / 1.054 at rates
+# 0.575 / 0.625 / 0.675 / 0.725). The rate-0.675 code decoded 64 / 64 frames of 1e5 bits at
+# QBER 5 % and f = 1.08 (2.3 % punctured), where the rate-0.65 code (5.9 % punctured) failed
+# 9 / 64 and the rate-0.70 code (3 % shortened) 29 / 64 (docs/reconciliation-codes.md).
+_MID_DESIGNED: tuple[tuple[float, float, float], ...] = (
+    (0.575, 0.55, 0.08172),
+    (0.625, 0.6, 0.06927),
+    (0.675, 0.65, 0.05716),
+    (0.725, 0.7, 0.04436),
+)
+_PUBLISHED_LAM = {r: lam for r, _, lam in _PUBLISHED}
+for _r, _src, _thr in _MID_DESIGNED:
+    DISTRIBUTIONS[_r] = DegreeDistribution(
+        name=f"elkouss2009-r{_src:.2f}-at-r{_r:.3f}", rate=_r, lam=_PUBLISHED_LAM[_src],
+        threshold=_thr, source=f"{_MID_METHOD}; lambda of rate {_src}",
+        extra={"construction_version": 2, "staircase": True, "de_delta": MID_DE_DELTA,
+               "design": f"published rate-{_src} lambda at rate {_r}"},
+    )
+DISTRIBUTIONS = dict(sorted(DISTRIBUTIONS.items()))
+
 
 def get_distribution(rate: float) -> DegreeDistribution:
     """The registered distribution for a mother-code rate (keys of :data:`DISTRIBUTIONS`)."""

@@ -128,7 +128,14 @@ class ReconciliationConfig:
         efficiency * frame entropy, so blind rounds can go up to at least 0.95 times this f
         before the fallback).
     modulation
-        Fraction delta of the code positions that are punctured or shortened (adaptive, blind).
+        Fraction delta of the code positions that are punctured or shortened (adaptive, blind),
+        or ``"auto"`` (adaptive mode only): the mother code and the frame payload are chosen
+        together so that the target f needs the fewest punctured *or* shortened positions (one
+        of the two, see :func:`_auto_modulation`; a punctured position counts twice). A fixed
+        10 % costs efficiency: at QBER 3.6 %, n = 1e5, f = 1.10, the rate-0.75 code decoded
+        48 / 48 frames with 0.5 % punctured and 41 / 48 with 10 % modulated (2.9 % punctured,
+        7.1 % shortened). Blind mode needs room for its ladder of pad bits, so it takes a
+        number.
     blind_start_efficiency, blind_step
         Blind mode: starting f, and the f increment revealed per failed attempt. While pad bits
         are left, an attempt that stalls (no new minimum of unsatisfied checks for
@@ -155,7 +162,7 @@ class ReconciliationConfig:
     max_iterations: int = 100
     rate_adaptation: str = "blind"
     efficiency: float = 1.25
-    modulation: float = 0.1
+    modulation: float | str = 0.1
     blind_start_efficiency: float = 1.05
     blind_step: float = 0.01
     on_failure: str = "reveal"
@@ -184,8 +191,14 @@ class ReconciliationConfig:
             bad(f"rate_adaptation must be one of {MODES}, not {self.rate_adaptation!r}")
         if not 1.0 <= self.efficiency <= 3.0:
             bad("efficiency must be in [1, 3]")
-        if not 0.0 <= self.modulation < 0.5:
-            bad("modulation must be in [0, 0.5)")
+        if isinstance(self.modulation, str):
+            if self.modulation != "auto":
+                bad(f"modulation must be a number in [0, 0.5) or 'auto', not {self.modulation!r}")
+            if self.rate_adaptation != "adaptive":
+                bad("modulation = 'auto' applies to rate_adaptation = 'adaptive' (blind mode "
+                    "needs room for its pad ladder: give a number)")
+        elif not (isinstance(self.modulation, (int, float)) and 0.0 <= self.modulation < 0.5):
+            bad(f"modulation must be a number in [0, 0.5) or 'auto', not {self.modulation!r}")
         if not 0.5 <= self.blind_start_efficiency <= self.efficiency:
             bad("blind_start_efficiency must be in [0.5, efficiency]")
         if not 0.0 < self.blind_step <= 1.0:
@@ -229,7 +242,7 @@ def _library_candidates(config: ReconciliationConfig, payload_bits: int) -> list
     want = int(config.frame_length)
     n = min(lengths, key=lambda x: (abs(math.log(x / want)), x))
     # a short string: the smallest length that holds it in one frame (after modulation)
-    fits = [x for x in lengths if x * (1 - config.modulation) >= payload_bits]
+    fits = [x for x in lengths if x * (1 - _nominal_modulation(config)) >= payload_bits]
     if fits and min(fits) < n:
         n = min(fits)
     rates = sorted({float(s.rate) for s in specs if int(s.n) == n})
@@ -496,8 +509,59 @@ def _short_perm(code: LdpcCode, pun: np.ndarray, seed: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------
 # the plan (public)
 # ------------------------------------------------------------------------------------------------
-def _frame_sizes(total: int, n: int, modulation: float) -> np.ndarray:
-    k_max = max(1, n - int(round(modulation * n)))
+#: nominal modulation of ``modulation = "auto"`` when choosing the frame length of a short string
+_AUTO_NOMINAL_MODULATION = 0.05
+
+
+#: ``modulation = "auto"``: a punctured position costs as much as this many shortened ones when
+#: the plan compares codes. Puncturing removes a position's information, shortening only the
+#: payload: at QBER 2 %, n = 1e5, the rate-0.85 code shortened by 9.7 % reached FER 0 / 100 at
+#: f = 1.154 where the rate-0.80 code punctured by 4.5 % needed f = 1.204 (its DE threshold is
+#: better: f 1.042 vs 1.080); at 8 %, 1.4 % punctured (rate 0.55) beat 9.6 % shortened (0.60).
+_AUTO_PUNCTURE_WEIGHT = 2
+
+
+def _nominal_modulation(config: ReconciliationConfig) -> float:
+    return _AUTO_NOMINAL_MODULATION if config.modulation == "auto" else float(config.modulation)
+
+
+def _mean_entropy(error_prob: np.ndarray) -> float:
+    """Mean of h2(min(p_i, 1/2)) over all bits (in chunks: no N-sized temporaries)."""
+    total = int(error_prob.shape[0])
+    acc = 0.0
+    step = 1 << 20
+    for a in range(0, total, step):
+        acc += float(np.sum(h2(np.minimum(error_prob[a:a + step], 0.5))))
+    return acc / max(total, 1)
+
+
+def _auto_modulation(n: int, m: int, leak_per_bit: float) -> tuple[int, int]:
+    """(punctured, shortened) positions of a full frame of a length-n code with m checks whose
+    syndrome leakage m - p equals ``leak_per_bit`` times its payload n - p - s, using only one
+    of the two. Rate adaptation as in Elkouss, Martinez-Mateo, Martin, QIC 11, 226 (2011)
+    (adapted rate (R0 - sigma) / (1 - pi - sigma) with pi, sigma the punctured and shortened
+    fractions), but with the smallest modulation pi + sigma that reaches the rate instead of a
+    fixed one:
+
+    * m >= leak_per_bit n (the code's rate is too low): puncture p = floor((m - l n) / (1 - l)),
+      so that m - p >= l (n - p) (the leakage never falls below the target);
+    * otherwise shorten s = n - floor(m / l).
+    """
+    lk = float(leak_per_bit)
+    if lk <= 0.0:
+        return 0, 0
+    if m >= lk * n:
+        p = int(math.floor((m - lk * n) / (1.0 - lk))) if lk < 1.0 else 0
+        return max(0, min(p, n - 1)), 0
+    k = max(1, int(math.floor(m / lk)))
+    return 0, n - min(k, n)
+
+
+def _frame_sizes(total: int, n: int, modulation: float, k_max: int | None = None
+                 ) -> np.ndarray:
+    if k_max is None:
+        k_max = n - int(round(modulation * n))
+    k_max = max(1, int(k_max))
     frames = max(1, -(-total // k_max))
     base, extra = divmod(total, frames)
     return np.array([base + 1] * extra + [base] * (frames - extra), dtype=np.int64)
@@ -516,8 +580,29 @@ def _make_plan(
     n = cands[0].n
     if any(c.n != n for c in cands):
         raise ValueError("all mother codes must have the same length")
-    delta = 0.0 if config.rate_adaptation == "fixed" else config.modulation
-    ks = _frame_sizes(total, n, delta)
+    auto = config.modulation == "auto" and config.rate_adaptation == "adaptive"
+    by_m = sorted(cands, key=lambda c: c.m)
+    if config.code_rate:
+        by_m = [c for c in by_m if abs(1.0 - c.m / c.n - config.code_rate) < 1e-3]
+        if not by_m:
+            raise ValueError(f"no mother code of rate {config.code_rate} in the library")
+    k_max: int | None = None
+    auto_choice: _Candidate | None = None
+    if auto:
+        # the code and the payload together: the fewest modulated positions, a punctured one
+        # counted twice (ties: the code with fewer checks); see _auto_modulation
+        lk = config.efficiency * _mean_entropy(error_prob)
+        mods = []
+        for i, c in enumerate(by_m):
+            p_c, s_c = _auto_modulation(n, c.m, lk)
+            mods.append((_AUTO_PUNCTURE_WEIGHT * p_c + s_c, c.m, i, p_c + s_c))
+        _, _, i_best, d_best = min(mods)
+        auto_choice = by_m[i_best]
+        k_max = n - d_best
+        delta = d_best / n
+    else:
+        delta = 0.0 if config.rate_adaptation == "fixed" else float(config.modulation)
+    ks = _frame_sizes(total, n, delta, k_max)
     bounds = np.concatenate(([0], np.cumsum(ks)))
     if frame_entropy is None:
         perm = _public_perm(public_seed, total)
@@ -530,11 +615,6 @@ def _make_plan(
     d_mean = n - k_mean
 
     # code choice: the smallest syndrome m >= target (least puncturing); else the largest m
-    by_m = sorted(cands, key=lambda c: c.m)
-    if config.code_rate:
-        by_m = [c for c in by_m if abs(1.0 - c.m / c.n - config.code_rate) < 1e-3]
-        if not by_m:
-            raise ValueError(f"no mother code of rate {config.code_rate} in the library")
     floor = target
     if config.rate_adaptation == "blind":
         # blind mode decodes well below the ceiling m / S, and less puncturing decodes better
@@ -544,7 +624,7 @@ def _make_plan(
         # blind_start_efficiency (rate 0.55: the rate-0.50 code cannot puncture below f = 1.105)
         floor = _BLIND_CEILING_SLACK * target
     ok = [c for c in by_m if c.m >= floor]
-    code = (ok[0] if ok else by_m[-1]).load()
+    code = (auto_choice if auto_choice is not None else ok[0] if ok else by_m[-1]).load()
     pun = punctured_order(code, public_seed)
     P = int(pun.shape[0])
     ps = []
@@ -570,6 +650,7 @@ def _make_plan(
         "punctured": ps,
         "untainted": P,
         "modulation_mean": d_mean,
+        "modulation_rule": "auto" if auto else "fixed-fraction",
         "entropy": [float(x) for x in H],
         "tag": asdict(spec),
         "blind_step": config.blind_step,
