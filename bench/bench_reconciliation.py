@@ -11,7 +11,11 @@ For every (QBER, frame length):
    (``efficiency_curve`` is the alternative blind-sweep method: per-frame smallest f; it costs
    many failed decoding attempts, so it is not the default.)
 2. *Throughput.* Reconciled bits / wall time of the operating-point ``reconcile`` call (plan,
-   syndromes, decoding on all threads, hashing).
+   syndromes, decoding on all threads, hashing): the median of ``--repeats`` (3) timed runs of
+   the same point (the shared VM's speed varies by up to ~1.5x between minutes), after an
+   untimed warm-up. When that point's target f is below ``--at`` (1.0975, so that the realised
+   f stays <= 1.10), the point at ``--at`` is measured too: the throughput at the issue's
+   f <= 1.10 rather than at the smallest f that reaches FER 1e-2.
 3. *Reference decoder.* The same code and frames decoded by ``ldpc.BpDecoder`` (min-sum, scaling
    0.75, flooding, single-threaded, per-bit channel probabilities: 0.5 for punctured, 1e-9 for
    shortened positions), on a subset of the frames; ratio = our decoder-only Mbit/s on the same
@@ -24,7 +28,7 @@ For every (QBER, frame length):
 
 Usage: python bench/bench_reconciliation.py [--quick] [--lengths 100000] [--qber 2 5]
        [--frames 100] [--grid 1.06 1.07 ...] [--threads 0] [--json out.json] [--no-ldpc]
-       [--modulation auto] [--blind]
+       [--modulation auto] [--at 1.0975] [--repeats 3] [--blind]
 """
 
 from __future__ import annotations
@@ -144,6 +148,20 @@ def _payload_per_frame(n: int, cfg_kw: dict) -> int:
     return int(n * (1 - (0.01 if mod == "auto" else float(mod))))
 
 
+def timed_again(point: dict, n: int, q: float, frames: int, cfg_kw: dict, seed: int,
+                repeats: int) -> dict:
+    """Re-time an operating point (same strings, same plan, same result) `repeats` - 1 more
+    times; ``mbps`` becomes the median, ``mbps_runs`` keeps every run. The shared VM's speed
+    varies by up to ~1.5x between minutes, so one run is not a measurement."""
+    runs = [point["mbps"]]
+    for _ in range(max(0, repeats - 1)):
+        r = throughput(n, q, point["target_f"], 0.0, frames, cfg_kw, seed)
+        if (r["f"], r["fer"], r["code"]) != (point["f"], point["fer"], point["code"]):
+            raise RuntimeError("a repeated benchmark run gave a different result")
+        runs.append(r["mbps"])
+    return {**point, "mbps": float(np.median(runs)), "mbps_runs": runs}
+
+
 def throughput(n: int, q: float, f_op: float, code_rate: float, frames: int, cfg_kw: dict,
                seed: int) -> dict:
     k = _payload_per_frame(n, cfg_kw)
@@ -257,6 +275,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--grid", type=float, nargs="*", help="target efficiencies to try")
     ap.add_argument("--cap", type=float, default=1.2,
                     help="highest efficiency of the blind sweep (also picks the mother code)")
+    ap.add_argument("--at", type=float, default=1.0975,
+                    help="grid runs: also measure at this target f when the FER 1e-2 point lies "
+                         "below it (the throughput at the issue's f <= 1.10; realised f is "
+                         "reported)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="grid runs: time each reported point this many times (median)")
     ap.add_argument("--modulation", default="auto",
                     help="grid runs: 'auto' (fewest modulated positions, default) or a fraction")
     args = ap.parse_args(argv)
@@ -277,7 +301,7 @@ def main(argv: list[str]) -> int:
                 rows.append(r)
                 print(f"| {qp:g} | {n:,} | {r['frames']} | {r['f']:.4f} | "
                       f"{r['revealed_frames']} | {r['attempts']:.2f} | {r['iterations']:.0f} | "
-                      f"{r['mbps_cpu2']:.3f} | {r['mbps_wall']:.3f} | r{r['code_rate']:.2f} | "
+                      f"{r['mbps_cpu2']:.3f} | {r['mbps_wall']:.3f} | r{r['code_rate']:g} | "
                       f"{r['undetected_bit_errors']} |", flush=True)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1, default=float))
@@ -286,11 +310,17 @@ def main(argv: list[str]) -> int:
         cfg_kw["modulation"] = float(args.modulation)
     else:
         cfg_kw["modulation"] = "auto"
-    grid = args.grid or [1.06, 1.07, 1.08, 1.09, 1.10, 1.11, 1.12, 1.15, 1.20, 1.30]
+    # the --at point is on the default grid, so an operating point can land just below 1.10
+    grid = args.grid or sorted({1.06, 1.07, 1.08, 1.09, args.at, 1.10, 1.11, 1.12, 1.15, 1.20,
+                                1.30})
     print("| QBER % | n | frames | f @FER<=1e-2 (observed FER) | f @FER<=1e-3 | Mbit/s | "
-          "ldpc Mbit/s | ratio (1 thread) | code | undetected |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          f"at target {args.at:g}: f (FER) Mbit/s | ldpc Mbit/s | ratio (1 thread) | code | "
+          "undetected |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for n in lengths:
+        # untimed warm-up: numba kernels loaded from the cache (or compiled) and the code library
+        # opened before the first timed point, so that point is not charged for them
+        throughput(n, 0.05, 1.2, 0.0, 2, cfg_kw, 1)
         for qp in qbers:
             q = qp / 100
             seed = int(qp * 1000) + n
@@ -298,24 +328,34 @@ def main(argv: list[str]) -> int:
             op3 = None
             if frames >= 1000:
                 op3, _ = grid_search(n, q, frames, grid, cfg_kw, seed + 7, 1e-3)
+            at = None
+            if op is not None:
+                op = timed_again(op, n, q, frames, cfg_kw, seed, args.repeats)
+                points[-1] = op
+            if op is not None and op["target_f"] < args.at:
+                at = throughput(n, q, args.at, 0.0, frames, cfg_kw, seed)
+                at["target_f"] = args.at
+                at = timed_again(at, n, q, frames, cfg_kw, seed, args.repeats)
             cmp: dict = {}
             if op is not None:
                 cmp = decoder_comparison(n, q, op["code_rate"], op["payload"], op["punctured"], 8,
                                          min(args.ldpc_frames, 8), cfg_kw, seed + 2,
                                          args.threads, not args.no_ldpc)
             rows.append({"qber": q, "n": n, "frames": frames, "operating_point": op,
-                         "operating_point_1e-3": op3, "grid": points, "comparison": cmp})
+                         "operating_point_1e-3": op3, "at_target": at, "grid": points,
+                         "comparison": cmp})
             und = sum(p["undetected_bit_errors"] for p in points)
             caught = sum(p["hash_caught"] for p in points)
             if op is None:
-                print(f"| {qp:g} | {n:,} | {frames} | > {grid[-1]} | — | — | — | — | — | "
+                print(f"| {qp:g} | {n:,} | {frames} | > {grid[-1]} | — | — | — | — | — | — | "
                       f"{und} bits ({caught} caught) |", flush=True)
                 continue
             f3 = f"{op3['f']:.3f}" if op3 else "— (needs >= 1000 frames)"
+            f_at = (f"{at['f']:.3f} ({at['fer']:.2f}) {at['mbps']:.2f}" if at else "—")
             print(f"| {qp:g} | {n:,} | {frames} | {op['f']:.3f} ({op['fer']:.2f}) | {f3} | "
-                  f"{op['mbps']:.2f} | {cmp.get('ldpc_mbps', float('nan')):.3f} | "
+                  f"{op['mbps']:.2f} | {f_at} | {cmp.get('ldpc_mbps', float('nan')):.3f} | "
                   f"{cmp.get('ratio', float('nan')):.1f} ({cmp.get('ratio_1thread', 0):.1f}) | "
-                  f"r{op['code_rate']:.2f} | {und} bits ({caught} caught) |", flush=True)
+                  f"r{op['code_rate']:g} | {und} bits ({caught} caught) |", flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, default=float))
     return 0

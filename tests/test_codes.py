@@ -222,7 +222,8 @@ def test_old_library_identity_unchanged() -> None:
         assert lib.construction_version("peg-irregular", rate) == 1
         assert DISTRIBUTIONS[rate].extra.get("construction_version") is None
     assert lib.CONSTRUCTION_VERSION == 1
-    assert HR_RATES == [0.575, 0.625, 0.675, 0.725, 0.89, 0.901, 0.91, 0.92, 0.93, 0.95]
+    assert HR_RATES == [0.575, 0.625, 0.675, 0.725, 0.765, 0.846, 0.89, 0.901, 0.91, 0.92, 0.93,
+                        0.95]
     for rate in HR_RATES:
         assert lib.construction_version("peg-irregular", rate) == lib.HR_CONSTRUCTION_VERSION == 2
     old = {s.rate for s in lib.available_codes(max_version=1)}
@@ -238,9 +239,9 @@ def test_high_rate_threshold_recomputed(rate: float) -> None:
     """The recorded DE threshold (0.1 LLR grid) brackets the DE's verdicts within 2.5 %."""
     dist = DISTRIBUTIONS[rate]
     delta = dist.extra["de_delta"]
-    # the DE-designed high rates on the 0.1 grid; the intermediate rates (published lambdas
-    # one half-step up) on the 0.2 grid, like the version-1 thresholds
-    assert delta == (HR_DE_DELTA if rate > 0.85 else MID_DE_DELTA)
+    # the DE-designed rates on the 0.1 grid; the intermediate rates (published lambdas one
+    # half-step up) on the 0.2 grid, like the version-1 thresholds
+    assert delta == (MID_DE_DELTA if rate in (0.575, 0.625, 0.675, 0.725) else HR_DE_DELTA)
     lam, rho = dist.lam_float(), dist.rho()
     thr = dist.threshold
     assert de_converges(lam, rho, thr * 0.975, delta=delta, max_iter=3000)

@@ -558,7 +558,7 @@ def test_bob_priors_match_llr_from_error_prob(codes, kind: str) -> None:
     flip = epa > 0.5
     y = bits ^ flip.astype(np.uint8)
     pe = np.where(flip, 1.0 - epa, epa)
-    perm = np.random.default_rng([bob.plan["public_seed"], 0xE7]).permutation(n)
+    perm = np.array(proto_mod._public_perm(bob.plan["public_seed"], n))
     hp = _h2_ref(np.minimum(pe[perm], 0.5))
     bounds = np.concatenate(([0], np.cumsum(bob.plan["payload"])))
     want_h = [float(hp[bounds[i]:bounds[i + 1]].sum()) for i in range(len(bounds) - 1)]
@@ -625,3 +625,94 @@ def test_auto_modulation_plan(codes) -> None:
     fixed = reconcile(a, b, ep, ReconciliationConfig(rate_adaptation="adaptive", efficiency=1.6,
                                                      frame_length=N_CODE), seed=2, codes=codes)
     assert fixed.plan["modulation_mean"] > res.plan["modulation_mean"]
+
+
+def test_auto_cost_counts_the_code_gap(codes) -> None:
+    """With the library's gaps (f at DE threshold - 1), a weak code that needs the least
+    modulation loses to a neighbour whose extra modulation costs less than its weakness."""
+    q = 0.03
+    ep = np.full(20_000, q)
+    lk = 1.6 * float(h2(q))
+    cfg = ReconciliationConfig(rate_adaptation="adaptive", modulation="auto", efficiency=1.6,
+                               frame_length=N_CODE)
+
+    def cands(gaps: list[float]) -> list:
+        return [proto_mod._Candidate(n=c.n, m=c.m, load=(lambda c=c: c), gap=g)
+                for c, g in zip(codes, gaps, strict=True)]
+
+    costs = [(2 * p + s) / N_CODE for p, s in
+             (proto_mod._auto_modulation(N_CODE, c.m, lk) for c in codes)]
+    best = int(np.argmin(costs))
+    plan, code = proto_mod._make_plan(ep, cfg, cands([0.0] * len(codes)), 1)
+    assert code is codes[best]
+    # make the modulation-optimal code weak by more than the runner-up's extra modulation
+    second = sorted(range(len(codes)), key=lambda i: costs[i])[1]
+    gaps = [0.0] * len(codes)
+    gaps[best] = costs[second] - costs[best] + 0.01
+    plan, code = proto_mod._make_plan(ep, cfg, cands(gaps), 1)
+    assert code is codes[second]
+    p, s = proto_mod._auto_modulation(N_CODE, codes[second].m, lk)
+    assert max(plan["payload"]) <= N_CODE - (p + s)
+    # and by less: the modulation decides again
+    gaps[best] = costs[second] - costs[best] - 0.01
+    assert proto_mod._make_plan(ep, cfg, cands(gaps), 1)[1] is codes[best]
+
+
+def test_library_candidates_carry_threshold_gaps() -> None:
+    from diqkd.reconciliation import codes as lib
+
+    cfg = ReconciliationConfig(frame_length=100_000)
+    cands = proto_mod._library_candidates(cfg, 1_000_000)
+    specs = {s.rate: s for s in lib.available_codes() if s.n == 100_000}
+    assert len(cands) == len(specs)
+    for c in cands:
+        spec = specs[round(1 - c.m / c.n, 4)]
+        assert c.gap == pytest.approx(spec.threshold_efficiency - 1.0)
+        assert 0.0 < c.gap < 0.2
+
+
+# -- the public permutation (Fisher-Yates, splitmix64, Lemire's unbiased draw) --------------------
+def _fisher_yates_ref(seed: int, total: int) -> list[int]:
+    """Slow, obvious reference: Python integers, the same generator and rejection rule."""
+    mask = (1 << 64) - 1
+    s = (seed * 0x9E3779B1 + 0xE7) & mask
+    out = list(range(total))
+    for i in range(total - 1, 0, -1):
+        k = i + 1
+        while True:
+            s = (s + 0x9E3779B97F4A7C15) & mask
+            z = s
+            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+            z ^= z >> 31
+            m = (z >> 32) * k
+            lo = m & 0xFFFFFFFF
+            if lo >= k or lo >= ((1 << 32) - k) % k:
+                break
+        j = m >> 32
+        out[i], out[j] = out[j], out[i]
+    return out
+
+
+@pytest.mark.parametrize("seed,total", [(0, 1), (1, 2), (7, 10), (2**32 - 1, 1000), (12345, 4097)])
+def test_public_perm_matches_reference(seed: int, total: int) -> None:
+    perm = proto_mod._public_perm(seed, total)
+    assert perm.dtype == np.int32 and not perm.flags.writeable
+    assert perm.tolist() == _fisher_yates_ref(seed, total)
+    assert sorted(perm.tolist()) == list(range(total))
+
+
+PERM_2026_8 = [3, 7, 5, 2, 6, 1, 0, 4]
+
+
+def test_public_perm_known_answer_and_uniform() -> None:
+    # pinned: the permutation is part of every transcript, so it must not change silently
+    assert proto_mod._public_perm(2026, 8).tolist() == _fisher_yates_ref(2026, 8)
+    assert proto_mod._public_perm(2026, 8).tolist() == PERM_2026_8
+    # uniform: where element 0 lands, over 12,000 seeds of a 6-element permutation (chi-square,
+    # 5 degrees of freedom; 20.5 is the 0.999 quantile)
+    counts = np.zeros(6)
+    for seed in range(12_000):
+        counts[int(np.flatnonzero(proto_mod._public_perm(seed, 6) == 0)[0])] += 1
+    chi2 = float(((counts - 2000.0) ** 2 / 2000.0).sum())
+    assert chi2 < 20.5
