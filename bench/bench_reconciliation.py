@@ -278,7 +278,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--at", type=float, default=1.0975,
                     help="grid runs: also measure at this target f when the FER 1e-2 point lies "
                          "below it (the throughput at the issue's f <= 1.10; realised f is "
-                         "reported)")
+                         "reported; 0 disables)")
     ap.add_argument("--repeats", type=int, default=3,
                     help="grid runs: time each reported point this many times (median)")
     ap.add_argument("--modulation", default="auto",
@@ -311,8 +311,8 @@ def main(argv: list[str]) -> int:
     else:
         cfg_kw["modulation"] = "auto"
     # the --at point is on the default grid, so an operating point can land just below 1.10
-    grid = args.grid or sorted({1.06, 1.07, 1.08, 1.09, args.at, 1.10, 1.11, 1.12, 1.15, 1.20,
-                                1.30})
+    grid = args.grid or sorted({1.06, 1.07, 1.08, 1.09, 1.10, 1.11, 1.12, 1.13, 1.14, 1.15,
+                                1.20, 1.30} | ({args.at} if args.at >= 1.0 else set()))
     print("| QBER % | n | frames | f @FER<=1e-2 (observed FER) | f @FER<=1e-3 | Mbit/s | "
           f"at target {args.at:g}: f (FER) Mbit/s | ldpc Mbit/s | ratio (1 thread) | code | "
           "undetected |")
