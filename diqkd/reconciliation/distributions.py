@@ -13,6 +13,8 @@ Tools:
   (log-likelihood-ratio grid, exact channel, variable side by FFT convolution, check side by the
   quantised pairwise tanh rule), optionally over a *mixture* of BSCs (per-bit priors: key rounds at
   QBER q, a fraction of test rounds at 1 - omega);
+* :mod:`diqkd.reconciliation.design`: linear programming on this discretised DE (the method the
+  registry's own designs use);
 * :func:`optimize_lambda`: linear programme for lambda at fixed concentrated rho in the Gaussian
   approximation of the check-to-variable messages, with the BSC channel term treated exactly
   (Chung, Richardson, Urbanke, IEEE TIT 47, 657 (2001), adapted). A design tool only: its outputs
@@ -21,9 +23,12 @@ Tools:
 
 The registry :data:`DISTRIBUTIONS` holds the BSC-optimised variable distributions of Elkouss et
 al., arXiv 0901.2140, Table I (rates 0.50-0.90), each with the threshold recorded by our DE for the
-concentrated check side actually built, and (``_HR_DESIGNED``, construction version 2) our own
-DE-designed high-rate distributions at rates 0.91, 0.92, 0.93 and 0.95, whose thresholds are
-recorded on the finer 0.1 LLR grid (:data:`HR_DE_DELTA`); see docs/reconciliation-codes.md.
+concentrated check side actually built, and (construction version 2) our own DE-designed
+distributions: the high rates 0.89-0.95 (``_HR_DESIGNED``) and rates 0.765 and 0.846
+(``_LP_DESIGNED``, made with :mod:`diqkd.reconciliation.design` and the settings in
+:data:`LP_DESIGN_SETTINGS`), whose thresholds are recorded on the finer 0.1 LLR grid
+(:data:`HR_DE_DELTA`); plus the published lambdas re-used at rates 0.575-0.725
+(``_MID_DESIGNED``). See docs/reconciliation-codes.md.
 """
 
 from __future__ import annotations
