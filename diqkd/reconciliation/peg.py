@@ -29,15 +29,23 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["peg_edges", "qc_lift", "qc_lift_no4", "girth", "splitmix_ints"]
+__all__ = ["peg_edges", "qc_lift", "qc_lift_no4", "girth", "splitmix_ints", "splitmix64"]
+
+@njit(cache=True, nogil=True)
+def splitmix64(s: np.uint64) -> tuple[np.uint64, np.uint64]:  # pragma: no cover - numba
+    """(next state, output) of splitmix64 (Steele, Lea, Flood, OOPSLA 2014): the generator of the
+    code construction and of the reconciliation's public permutation."""
+    s = s + np.uint64(0x9E3779B97F4A7C15)
+    z = s
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return s, z ^ (z >> np.uint64(31))
+
 
 @njit(cache=True)
 def _splitmix(state: np.ndarray) -> np.uint64:
-    state[0] += np.uint64(0x9E3779B97F4A7C15)
-    z = state[0]
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+    state[0], z = splitmix64(state[0])
+    return z
 
 
 @njit(cache=True)

@@ -50,6 +50,7 @@ from diqkd.transcript import Message
 from .code import LdpcCode
 from .decoder import ALGORITHMS, LLR_KNOWN, DecoderState, _clip_llr, decode
 from .leakage import Leakage, _distinct_bits, h2
+from .peg import splitmix64
 from .verify import TagSpec, poly_hash, tag_spec
 
 __all__ = [
@@ -412,16 +413,6 @@ def _flip(bits, ep, y, ep_out):  # pragma: no cover - numba
 
 
 @njit(cache=True, nogil=True)
-def _splitmix64(s: np.uint64) -> tuple[np.uint64, np.uint64]:  # pragma: no cover - numba
-    """(next state, output) of splitmix64 (Steele, Lea, Flood, OOPSLA 2014)."""
-    s = s + np.uint64(0x9E3779B97F4A7C15)
-    z = s
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return s, z ^ (z >> np.uint64(31))
-
-
-@njit(cache=True, nogil=True)
 def _fisher_yates(state: np.uint64, out: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
     """Fill `out` with a uniform random permutation of 0..len-1 (see :func:`_public_perm`)."""
     total = out.shape[0]
@@ -433,14 +424,14 @@ def _fisher_yates(state: np.uint64, out: np.ndarray) -> np.ndarray:  # pragma: n
         if i + 1 < 0x100000000:
             k = np.uint64(i + 1)
             while True:
-                s, z = _splitmix64(s)
+                s, z = splitmix64(s)
                 m = (z >> np.uint64(32)) * k  # 32 x 32 -> 64 bits: high half is the draw
                 lo = m & np.uint64(0xFFFFFFFF)
                 if lo >= k or lo >= (one32 - k) % k:
                     break
             j = int(m >> np.uint64(32))
         else:  # beyond 2^32 bits: modulo a 64-bit draw (bias < total / 2^64)
-            s, z = _splitmix64(s)
+            s, z = splitmix64(s)
             j = int(z % np.uint64(i + 1))
         tmp = out[i]
         out[i] = out[j]
