@@ -121,18 +121,22 @@ def _bhattacharyya(components) -> float:
 def lp_step(lam: dict[int, float], rho: dict[int, float], components, *,
             degrees: Sequence[int] = DEFAULT_DEGREES, step: float = 0.02, shrink: float = 0.99,
             max_deg2_per_check: float = 0.9, delta: float = 0.1, max_iter: int = 3000,
-            target: float = 1e-7) -> dict[int, float] | None:
+            target: float = 1e-7, trajectory=None) -> dict[int, float] | None:
     """One LP step from `lam` (which must converge on `components`); None if the LP fails.
 
     See the module docstring for the constraints. `shrink` is the factor c by which the error
-    must fall per iteration where the current lambda already falls faster.
+    must fall per iteration where the current lambda already falls faster. `trajectory`: the DE
+    trajectory of `lam` over the same sorted degrees, if the caller already has it (it is the
+    costly part of a step).
     """
     from scipy.optimize import linprog
 
     # the current lambda's own degrees are always candidates (else it would not be feasible)
     degs = sorted({int(d) for d in degrees} | set(lam))
-    ok, errs, rows = _trajectory(lam, rho, components, degs, delta=delta, max_iter=max_iter,
+    if trajectory is None:
+        trajectory = _trajectory(lam, rho, components, degs, delta=delta, max_iter=max_iter,
                                  target=target)
+    ok, errs, rows = trajectory
     if not ok:
         raise ValueError("lp_step needs a lambda whose DE converges on the channel")
     a_ub = np.array(rows)
@@ -179,8 +183,10 @@ def design_lambda(start: dict[int, float], p: float | Sequence[tuple[float, floa
     tot = sum(lam.values())
     lam = {d: v / tot for d, v in lam.items()}
     degrees = sorted({int(d) for d in degrees} | set(lam))
-    if not _trajectory(lam, rho, components, degrees, delta=delta, max_iter=3000,
-                       target=1e-7)[0]:
+    # the trajectory of the current lambda: the acceptance test of a step computes the one the
+    # next LP needs (every lambda here lives on `degrees`, so the rows line up)
+    traj = _trajectory(lam, rho, components, degrees, delta=delta, max_iter=3000, target=1e-7)
+    if not traj[0]:
         raise ValueError(f"the start lambda does not converge at p = {p} with avg check degree "
                          f"{avg_check}; start from a lower rate")
     rate = design_rate(lam, rho)
@@ -188,19 +194,19 @@ def design_lambda(start: dict[int, float], p: float | Sequence[tuple[float, floa
     steps = 0
     while steps < max_steps and step >= min_step:
         new = lp_step(lam, rho, components, degrees=degrees, step=step, delta=delta,
-                      max_deg2_per_check=max_deg2_per_check, shrink=shrink)
+                      max_deg2_per_check=max_deg2_per_check, shrink=shrink, trajectory=traj)
         if new is None:
             step /= 2
             continue
-        ok = _trajectory(new, rho, components, degrees, delta=delta, max_iter=3000,
-                         target=1e-7)[0]
+        new_traj = _trajectory(new, rho, components, degrees, delta=delta, max_iter=3000,
+                               target=1e-7)
         new_rate = design_rate(new, rho)
-        if not ok or new_rate <= rate:
+        if not new_traj[0] or new_rate <= rate:
             step /= 2
             continue
         steps += 1
         gain = new_rate - rate
-        lam, rate = new, new_rate
+        lam, rate, traj = new, new_rate, new_traj
         history.append(rate)
         if progress is not None:
             progress(steps, rate, step, lam)
