@@ -20,10 +20,14 @@ For every (QBER, frame length):
    0.75, flooding, single-threaded, per-bit channel probabilities: 0.5 for punctured, 1e-9 for
    shortened positions), on a subset of the frames; ratio = our decoder-only Mbit/s on the same
    frames / ldpc's Mbit/s.
-4. *Undetected errors.* Every verified frame is compared with Alice's; frames whose decoder output
+4. *The one-way limit* f* (``diqkd.reconciliation.limits.efficiency_bound``): no one-shot
+   reconciliation of frames of that payload reaches a smaller f at FER 1e-2 on a BSC (counting
+   bound; Tomamichel et al., QIP 16, 280 (2017)); the gap f / f* is what the code and decoder
+   lose, the rest is the frame's error-count fluctuation.
+5. *Undetected errors.* Every verified frame is compared with Alice's; frames whose decoder output
    satisfied the syndrome but failed the hash are counted as "caught".
 
-5. *Blind mode* (``--blind``): default-config blind runs; the realised f of the whole run (what
+6. *Blind mode* (``--blind``): default-config blind runs; the realised f of the whole run (what
    the key-length formula is charged) and CPU-normalised throughput.
 
 Usage: python bench/bench_reconciliation.py [--quick] [--lengths 100000] [--qber 2 5]
@@ -46,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from diqkd.reconciliation import ReconciliationConfig, decode, h2, reconcile  # noqa: E402
 from diqkd.reconciliation.decoder import LLR_KNOWN, llr_from_error_prob  # noqa: E402
+from diqkd.reconciliation.limits import efficiency_bound  # noqa: E402
 from diqkd.reconciliation.protocol import _layout, _short_perm, punctured_order  # noqa: E402
 from diqkd.transcript import Transcript  # noqa: E402
 
@@ -313,10 +318,11 @@ def main(argv: list[str]) -> int:
     # the --at point is on the default grid, so an operating point can land just below 1.10
     grid = args.grid or sorted({1.06, 1.07, 1.08, 1.09, 1.10, 1.11, 1.12, 1.13, 1.14, 1.15,
                                 1.20, 1.30} | ({args.at} if args.at >= 1.0 else set()))
-    print("| QBER % | n | frames | f @FER<=1e-2 (observed FER) | f @FER<=1e-3 | Mbit/s | "
+    print("| QBER % | n | frames | f @FER<=1e-2 (observed FER) | one-way limit f* | "
+          "f @FER<=1e-3 | Mbit/s | "
           f"at target {args.at:g}: f (FER) Mbit/s | ldpc Mbit/s | ratio (1 thread) | code | "
           "undetected |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for n in lengths:
         # untimed warm-up: numba kernels loaded from the cache (or compiled) and the code library
         # opened before the first timed point, so that point is not charged for them
@@ -341,18 +347,23 @@ def main(argv: list[str]) -> int:
                 cmp = decoder_comparison(n, q, op["code_rate"], op["payload"], op["punctured"], 8,
                                          min(args.ldpc_frames, 8), cfg_kw, seed + 2,
                                          args.threads, not args.no_ldpc)
+            k = int(op["payload"]) if op is not None else int(0.99 * n)
+            limit = efficiency_bound(k, q, 1e-2)
             rows.append({"qber": q, "n": n, "frames": frames, "operating_point": op,
+                         "one_way_limit_f": limit,
                          "operating_point_1e-3": op3, "at_target": at, "grid": points,
                          "comparison": cmp})
             und = sum(p["undetected_bit_errors"] for p in points)
             caught = sum(p["hash_caught"] for p in points)
             if op is None:
-                print(f"| {qp:g} | {n:,} | {frames} | > {grid[-1]} | — | — | — | — | — | — | "
+                print(f"| {qp:g} | {n:,} | {frames} | > {grid[-1]} | {limit:.3f} | — | — | — | — "
+                      f"| — | — | "
                       f"{und} bits ({caught} caught) |", flush=True)
                 continue
             f3 = f"{op3['f']:.3f}" if op3 else "— (needs >= 1000 frames)"
             f_at = (f"{at['f']:.3f} ({at['fer']:.2f}) {at['mbps']:.2f}" if at else "—")
-            print(f"| {qp:g} | {n:,} | {frames} | {op['f']:.3f} ({op['fer']:.2f}) | {f3} | "
+            print(f"| {qp:g} | {n:,} | {frames} | {op['f']:.3f} ({op['fer']:.2f}) | {limit:.3f} | "
+                  f"{f3} | "
                   f"{op['mbps']:.2f} | {f_at} | {cmp.get('ldpc_mbps', float('nan')):.3f} | "
                   f"{cmp.get('ratio', float('nan')):.1f} ({cmp.get('ratio_1thread', 0):.1f}) | "
                   f"r{op['code_rate']:g} | {und} bits ({caught} caught) |", flush=True)

@@ -716,3 +716,31 @@ def test_public_perm_known_answer_and_uniform() -> None:
         counts[int(np.flatnonzero(proto_mod._public_perm(seed, 6) == 0)[0])] += 1
     chi2 = float(((counts - 2000.0) ** 2 / 2000.0).sum())
     assert chi2 < 20.5
+
+
+def test_batch_fills_the_lanes_of_two_threads_at_1e6_bits() -> None:
+    # a 1e6-bit frame of the densest library code (6.25e6 edges) takes ~37 MB of messages: the
+    # budget must still give W x 2 frames per decoder call, or one core does the work
+    from types import SimpleNamespace
+
+    from diqkd.reconciliation import _simd_kernels as simd
+
+    big = SimpleNamespace(n=1_000_000, check_idx=np.empty(6_251_200, dtype=np.int32))
+    assert proto_mod._batch_size(big) >= 2 * simd.W
+    small = SimpleNamespace(n=100_000, check_idx=np.empty(660_000, dtype=np.int32))
+    assert proto_mod._batch_size(small) == proto_mod._BATCH
+
+
+@pytest.mark.parametrize("mode", ["adaptive", "blind"])
+def test_result_does_not_depend_on_batch_size(codes, monkeypatch, mode: str) -> None:
+    a, b, ep = _data(9000, 0.04, 0.15, 0.1, seed=12)
+    cfg = ReconciliationConfig(rate_adaptation=mode, frame_length=N_CODE, max_iterations=40,
+                               efficiency=1.3, blind_step=0.05)
+    T1, T2 = Transcript(), Transcript()
+    r1 = reconcile(a, b, ep, cfg, seed=5, transcript=T1, codes=codes)
+    per_frame = 4 * (int(codes[0].check_idx.shape[0]) + 3 * codes[0].n)
+    monkeypatch.setattr(proto_mod, "_BATCH_BYTES", 2 * per_frame)  # 2-frame batches
+    r2 = reconcile(a, b, ep, cfg, seed=5, transcript=T2, codes=codes)
+    assert r1.frames >= 4
+    assert T1.digest == T2.digest
+    assert np.array_equal(r1.bob_corrected, r2.bob_corrected)
