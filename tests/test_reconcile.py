@@ -671,6 +671,41 @@ def test_library_candidates_carry_threshold_gaps() -> None:
         assert 0.0 < c.gap < 0.2
 
 
+def _blind_choice_ref(cands: list, cfg, S: float, d: float):
+    """Slow, obvious restatement of the blind code rule: every qualifying code's cost, sorted."""
+    quals = [c for c in cands if c.m >= 0.92 * cfg.efficiency * S]
+    if not quals:
+        return max(cands, key=lambda c: c.m)
+    reach = [c for c in quals if c.m - cfg.blind_start_efficiency * S <= d] or quals
+    scored = sorted((c.gap + (1 / 6) * max(0.0, c.m - 1.08 * S) / S, c.m, i)
+                    for i, c in enumerate(reach))
+    return reach[scored[0][2]]
+
+
+def test_blind_code_choice_weighs_gap_against_puncturing() -> None:
+    cfg = ReconciliationConfig(frame_length=100_000)  # blind, efficiency 1.25, start 1.05
+    cands = proto_mod._library_candidates(cfg, 10_000_000)
+    by_m = sorted(cands, key=lambda c: c.m)
+    rate = {c.m: round(1 - c.m / c.n, 3) for c in cands}
+    d = 10_000.0  # modulation 0.1 of n = 1e5
+    # the measured pairs of the docstring: the rule picks the code that measured the lower f
+    want = {0.01: 0.91, 0.036: 0.765, 0.045: 0.725, 0.05: 0.675, 0.055: 0.675, 0.08: 0.575}
+    for q, r in want.items():
+        S = 90_000 * float(h2(q))
+        got = proto_mod._blind_choice(by_m, cfg, S, d)
+        assert rate[got.m] == r, q
+        assert got is _blind_choice_ref(by_m, cfg, S, d)
+    for q in np.linspace(0.008, 0.12, 57):
+        S = 90_000 * float(h2(q))
+        assert proto_mod._blind_choice(by_m, cfg, S, d) is _blind_choice_ref(by_m, cfg, S, d)
+    # without gaps (codes the caller supplies): the smallest m that clears the ceiling, as before
+    plain = [proto_mod._Candidate(n=c.n, m=c.m, load=c.load) for c in by_m]
+    for q in (0.01, 0.02, 0.036, 0.05, 0.08):
+        S = 90_000 * float(h2(q))
+        got = proto_mod._blind_choice(plain, cfg, S, d)
+        assert got.m == min(c.m for c in plain if c.m >= 0.92 * 1.25 * S)
+
+
 # -- the public permutation (Fisher-Yates, splitmix64, Lemire's unbiased draw) --------------------
 def _fisher_yates_ref(seed: int, total: int) -> list[int]:
     """Slow, obvious reference: Python integers, the same generator and rejection rule."""
