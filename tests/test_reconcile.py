@@ -672,7 +672,8 @@ def test_library_candidates_carry_threshold_gaps() -> None:
 
 
 def _blind_choice_ref(cands: list, cfg, S: float, d: float):
-    """Slow, obvious restatement of the blind code rule: every qualifying code's cost, sorted."""
+    """Slow, obvious restatement of the blind code rule (codes of 1e5 bits and more): every
+    qualifying code's cost, sorted."""
     quals = [c for c in cands if c.m >= 0.92 * cfg.efficiency * S]
     if not quals:
         return max(cands, key=lambda c: c.m)
@@ -698,6 +699,14 @@ def test_blind_code_choice_weighs_gap_against_puncturing() -> None:
     for q in np.linspace(0.008, 0.12, 57):
         S = 90_000 * float(h2(q))
         assert proto_mod._blind_choice(by_m, cfg, S, d) is _blind_choice_ref(by_m, cfg, S, d)
+    # short codes keep the rule of 0.4 (smallest m >= 0.95 efficiency S), gaps or not
+    short = proto_mod._library_candidates(ReconciliationConfig(frame_length=10_000), 90_000)
+    short = sorted(short, key=lambda c: c.m)
+    assert short[0].n == 10_000
+    for q in (0.01, 0.02, 0.036, 0.05, 0.08):
+        S = 9_000 * float(h2(q))
+        got = proto_mod._blind_choice(short, cfg, S, 1_000.0)
+        assert got.m == min(c.m for c in short if c.m >= 0.95 * 1.25 * S)
     # without gaps (codes the caller supplies): the smallest m that clears the ceiling, as before
     plain = [proto_mod._Candidate(n=c.n, m=c.m, load=c.load) for c in by_m]
     for q in (0.01, 0.02, 0.036, 0.05, 0.08):
