@@ -29,12 +29,14 @@ def brute_force_patterns(n: int, p: float, fer: float) -> int:
 
 
 @pytest.mark.parametrize("n,p,fer", [(8, 0.1, 0.05), (12, 0.02, 0.01), (12, 0.2, 0.3),
-                                     (14, 0.05, 0.001), (14, 0.3, 0.1), (10, 0.45, 0.5)])
+                                     (14, 0.05, 0.001), (14, 0.3, 0.1), (10, 0.45, 0.5),
+                                     (10, 0.001, 0.1), (6, 0.01, 0.06)])
 def test_bound_matches_brute_force_count(n: int, p: float, fer: float) -> None:
     count = brute_force_patterns(n, p, fer)
     bound = one_way_leak_bound(n, p, fer)
     # r (the patterns of the last weight) is not rounded up: within one pattern, never above
     assert math.log2(max(count - 1, 1)) - 1e-9 <= bound <= math.log2(count) + 1e-9
+    assert bound >= 0.0
 
 
 def test_bound_sits_just_below_the_normal_approximation() -> None:

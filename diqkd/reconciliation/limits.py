@@ -89,7 +89,8 @@ def one_way_leak_bound(n: int, p: float, fer: float) -> float:
         terms.append(math.log(missing) - log_one)
     if not terms:
         return 0.0
-    return float(special.logsumexp(np.asarray(terms)) / math.log(2.0))
+    # at least one pattern is always needed (r < 1 when the all-zero pattern alone suffices)
+    return max(0.0, float(special.logsumexp(np.asarray(terms)) / math.log(2.0)))
 
 
 def efficiency_bound(n: int, p: float, fer: float) -> float:
