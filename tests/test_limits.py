@@ -53,8 +53,14 @@ def test_bound_moves_the_right_way() -> None:
     assert np.all(np.diff(f) < 0) and f[-1] > 1.0  # longer frames: closer to 1, never below
     assert efficiency_bound(99_000, 0.02, 1e-3) > efficiency_bound(99_000, 0.02, 1e-2)
     # the values quoted in the module docstring (n = 99,000, FER 1e-2)
-    got = [round(efficiency_bound(99_000, q, 1e-2), 3) for q in (0.02, 0.036, 0.05, 0.08)]
-    assert got == [1.041, 1.029, 1.024, 1.017]
+    got = [round(efficiency_bound(99_000, q, 1e-2), 3) for q in (0.01, 0.02, 0.036, 0.05, 0.08)]
+    assert got == [1.060, 1.041, 1.029, 1.024, 1.017]
+    # and the rows of the table in docs/reconciliation.md
+    qs = (0.01, 0.02, 0.036, 0.05, 0.08)
+    assert [round(efficiency_bound(990_000, q, 1e-2), 3) for q in qs] == [
+        1.019, 1.013, 1.009, 1.008, 1.006]
+    assert [round(efficiency_bound(9_900, q, 1e-2), 3) for q in qs] == [
+        1.186, 1.125, 1.089, 1.073, 1.053]
 
 
 @pytest.mark.parametrize("kw", [dict(n=0, p=0.1, fer=0.1), dict(n=10, p=0.5, fer=0.1),

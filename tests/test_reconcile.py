@@ -707,12 +707,14 @@ def test_blind_code_choice_weighs_gap_against_puncturing() -> None:
         S = 9_000 * float(h2(q))
         got = proto_mod._blind_choice(short, cfg, S, 1_000.0)
         assert got.m == min(c.m for c in short if c.m >= 0.95 * 1.25 * S)
-    # without gaps (codes the caller supplies): the smallest m that clears the ceiling, as before
+    # without gaps (codes the caller supplies): the rule of 0.4, smallest m >= 0.95 efficiency S
     plain = [proto_mod._Candidate(n=c.n, m=c.m, load=c.load) for c in by_m]
     for q in (0.01, 0.02, 0.036, 0.05, 0.08):
         S = 90_000 * float(h2(q))
         got = proto_mod._blind_choice(plain, cfg, S, d)
-        assert got.m == min(c.m for c in plain if c.m >= 0.92 * 1.25 * S)
+        assert got.m == min(c.m for c in plain if c.m >= 0.95 * 1.25 * S)
+    S = 90_000 * float(h2(0.036))  # where the two ceilings differ: 0.765 only clears 0.92
+    assert rate[proto_mod._blind_choice(plain, cfg, S, d).m] == 0.75
 
 
 # -- the public permutation (Fisher-Yates, splitmix64, Lemire's unbiased draw) --------------------

@@ -78,10 +78,11 @@ _BLIND_CEILING_SLACK = 0.92
 # decodes at the typical level _BLIND_TYPICAL_F) / S, in units of f
 _BLIND_TYPICAL_F = 1.08
 _BLIND_PUNCTURE_WEIGHT = 1.0 / 6.0
-# below this code length blind mode keeps the rule of 0.4 (smallest m >= 0.95 efficiency S): the
-# error count of a short frame fluctuates too much for the lower ceiling (see _blind_choice)
+# below this code length, and for codes without a known gap, blind mode keeps the rule of 0.4
+# (smallest m >= 0.95 efficiency S): the error count of a short frame fluctuates too much for the
+# lower ceiling, and without gaps there is nothing to buy with it (see _blind_choice)
 _BLIND_GAP_MIN_LENGTH = 100_000
-_BLIND_SHORT_SLACK = 0.95
+_BLIND_PLAIN_SLACK = 0.95
 _STATE_BYTES = 512 << 20  # blind mode: decoder states kept between rounds (warm start)
 # blind mode, learned starting point: the first wave of frames starts at blind_start_efficiency;
 # once it is decided, every later frame starts _LEARN_BACK steps below the _LEARN_QUANTILE of the
@@ -646,8 +647,7 @@ def _blind_choice(by_m: list[_Candidate], config: ReconciliationConfig, S: float
     else the largest m. Among them the least gap + w p_op / S, where gap is f at the code's DE
     threshold - 1 (0 for codes the caller supplies), p_op = m - ``_BLIND_TYPICAL_F`` S the
     positions still punctured when a frame decodes at the typical level, and
-    w = ``_BLIND_PUNCTURE_WEIGHT``; ties go to the smaller m. Without gaps this is the smallest m
-    that qualifies, the rule before 0.5.0 (then with slack 0.95).
+    w = ``_BLIND_PUNCTURE_WEIGHT``; ties go to the smaller m.
 
     Why: blind runs gain from the code's own gap more than they lose to extra puncturing. Realised
     f over 100 frames of 90,000 bits (n = 1e5, default blind settings; the code pinned): QBER
@@ -659,16 +659,18 @@ def _blind_choice(by_m: list[_Candidate], config: ReconciliationConfig, S: float
     from 0.95 to 0.92 so that the rate-0.765 code qualifies at 3.6 % (ceiling 1.168 against
     0.95 x 1.25 = 1.1875); no frame of these runs reached its ceiling.
 
-    Codes shorter than ``_BLIND_GAP_MIN_LENGTH`` (1e5) keep the smallest m >= 0.95 efficiency S:
+    Codes shorter than ``_BLIND_GAP_MIN_LENGTH`` (1e5), and codes whose gaps are unknown (the
+    caller's codes, families other than peg-irregular: gap 0), keep the rule before 0.5.0, the
+    smallest m >= 0.95 efficiency S (the lower ceiling only pays for a code with a smaller gap):
     at 1e4 bits (200 frames of 9,000) the new rule took the rate-0.85 code at QBER 2 % (ceiling
     1.178; 52 frames revealed whole, realised f 3.04, against 1.218 with the rate-0.80 code) and
     rate 0.70 at 5 % (17 revealed, 1.43, against 1.130 with rate 0.65): short frames need more
     headroom than 1.18, and the gaps measured by density evolution say little at that length.
     """
     target = config.efficiency * S
-    if by_m[0].n < _BLIND_GAP_MIN_LENGTH:
-        short = [c for c in by_m if c.m >= _BLIND_SHORT_SLACK * target]
-        return short[0] if short else by_m[-1]
+    if by_m[0].n < _BLIND_GAP_MIN_LENGTH or not any(c.gap > 0.0 for c in by_m):
+        plain = [c for c in by_m if c.m >= _BLIND_PLAIN_SLACK * target]
+        return plain[0] if plain else by_m[-1]
     ok = [c for c in by_m if c.m >= _BLIND_CEILING_SLACK * target]
     if not ok:
         return by_m[-1]
@@ -731,11 +733,15 @@ def _make_plan(
     target = config.efficiency * float(H.mean())  # wanted syndrome leakage per frame
     d_mean = n - k_mean
 
-    # code choice: the smallest syndrome m >= target (least puncturing); else the largest m
-    ok = [c for c in by_m if c.m >= target]
-    choice = auto_choice if auto_choice is not None else ok[0] if ok else by_m[-1]
-    if config.rate_adaptation == "blind":
+    # code choice: auto (above); blind (_blind_choice); else the smallest syndrome m >= target
+    # (least puncturing), or the largest m
+    if auto_choice is not None:
+        choice = auto_choice
+    elif config.rate_adaptation == "blind":
         choice = _blind_choice(by_m, config, float(H.mean()), d_mean)
+    else:
+        ok = [c for c in by_m if c.m >= target]
+        choice = ok[0] if ok else by_m[-1]
     code = choice.load()
     pun = punctured_order(code, public_seed)
     P = int(pun.shape[0])
