@@ -139,9 +139,9 @@ class ReconciliationConfig:
         (2012)).
     efficiency
         Target f = leak / (sum_i h(p_i)) of the syndrome: the operating point in adaptive mode,
-        the ceiling in blind mode (the mother code has m >= 0.92 efficiency * frame entropy, so
-        blind rounds can go up to at least 0.92 times this f before the fallback; see
-        :func:`_blind_choice`).
+        the ceiling in blind mode (the mother code has m >= 0.92 efficiency * frame entropy, or
+        0.95 for codes below 1e5 bits and codes without a known gap, so blind rounds can go up to
+        at least that fraction of this f before the fallback; see :func:`_blind_choice`).
     modulation
         Fraction delta of the code positions that are punctured or shortened (adaptive, blind),
         or ``"auto"`` (adaptive mode only): the mother code and the frame payload are chosen
@@ -637,6 +637,14 @@ def _frame_sizes(total: int, n: int, modulation: float, k_max: int | None = None
     return np.array([base + 1] * extra + [base] * (frames - extra), dtype=np.int64)
 
 
+def _least_m_at_least(by_m: list[_Candidate], floor: float) -> _Candidate:
+    """The code with the smallest syndrome m >= floor (least puncturing), else the largest m."""
+    for c in by_m:
+        if c.m >= floor:
+            return c
+    return by_m[-1]
+
+
 def _blind_choice(by_m: list[_Candidate], config: ReconciliationConfig, S: float, d: float
                   ) -> _Candidate:
     """Blind mode's mother code, for frames of mean entropy S with d pad positions each.
@@ -669,8 +677,7 @@ def _blind_choice(by_m: list[_Candidate], config: ReconciliationConfig, S: float
     """
     target = config.efficiency * S
     if by_m[0].n < _BLIND_GAP_MIN_LENGTH or not any(c.gap > 0.0 for c in by_m):
-        plain = [c for c in by_m if c.m >= _BLIND_PLAIN_SLACK * target]
-        return plain[0] if plain else by_m[-1]
+        return _least_m_at_least(by_m, _BLIND_PLAIN_SLACK * target)
     ok = [c for c in by_m if c.m >= _BLIND_CEILING_SLACK * target]
     if not ok:
         return by_m[-1]
@@ -740,8 +747,7 @@ def _make_plan(
     elif config.rate_adaptation == "blind":
         choice = _blind_choice(by_m, config, float(H.mean()), d_mean)
     else:
-        ok = [c for c in by_m if c.m >= target]
-        choice = ok[0] if ok else by_m[-1]
+        choice = _least_m_at_least(by_m, target)
     code = choice.load()
     pun = punctured_order(code, public_seed)
     P = int(pun.shape[0])
