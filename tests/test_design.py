@@ -73,16 +73,28 @@ def test_design_rejects_a_start_above_threshold() -> None:
 
 
 @pytest.mark.skipif(not os.environ.get("DIQKD_LONG_TESTS"), reason="set DIQKD_LONG_TESTS=1")
-@pytest.mark.parametrize("rate", [0.765, 0.846])
+@pytest.mark.parametrize("rate", [0.574, 0.699, 0.765, 0.846, 0.849])
 def test_registered_lp_designs_reproduce(rate: float) -> None:
     """design_lambda with the recorded settings gives the registered lambda (to its 6 printed
-    decimals); ~1.5 min each."""
+    decimals); ~2-15 min each."""
     dist = DISTRIBUTIONS[rate]
-    s = dict(LP_DESIGN_SETTINGS)
-    start = s.pop("start")
-    res = design.design_lambda(start, dist.extra["design_p"], dist.extra["design_avg_check"],
-                               **s)
+    start, p, a, kw = design.registered_design_arguments(rate)
+    res = design.design_lambda(start, p, a, **kw)
     want = {d: float(c) for d, c in dist.lam}
     assert set(res.lam) == set(want)
     for d, v in want.items():
         assert res.lam[d] == pytest.approx(v, abs=1.5e-6)
+
+
+def test_registered_design_arguments() -> None:
+    # the 0.4.0 designs use the shared settings; the 0.6.0 ones their recorded overrides
+    start, p, a, kw = design.registered_design_arguments(0.765)
+    s = dict(LP_DESIGN_SETTINGS)
+    assert start == s.pop("start") and (p, a) == (0.037, 28.0) and kw == s
+    start, p, a, kw = design.registered_design_arguments(0.849)
+    assert (p, a, kw["max_deg2_per_check"], max(kw["degrees"])) == (0.021, 50.0, 1.8, 100)
+    base = DISTRIBUTIONS[0.846].lam_float()
+    assert start[100] == pytest.approx(0.2)
+    assert all(start[d] == pytest.approx(0.8 * v) for d, v in base.items())
+    with pytest.raises(KeyError):
+        design.registered_design_arguments(0.5)

@@ -264,6 +264,13 @@ def test_code_rate_pin(codes) -> None:
     assert res.plan["code"]["m"] == N_CODE // 2 and res.all_verified
     with pytest.raises(ValueError):
         reconcile(a, b, ep, ReconciliationConfig(code_rate=0.55), seed=1, codes=codes)
+    # rates closer than the 1e-3 tolerance (the library has 0.574 and 0.575, 0.846 and 0.849):
+    # the pin takes the nearest, whatever the rule would prefer among the two
+    near = [random_code(N_CODE, m, 3, seed=2) for m in (852, 850)]  # rates 0.574, 0.575
+    for r, m in ((0.574, 852), (0.575, 850), (0.5742, 852)):
+        for mode in ("fixed", "adaptive", "blind"):
+            cfg = ReconciliationConfig(code_rate=r, rate_adaptation=mode, frame_length=N_CODE)
+            assert reconcile(a, b, ep, cfg, seed=1, codes=near).plan["code"]["m"] == m, (r, mode)
 
 
 def test_input_validation(codes) -> None:
@@ -690,7 +697,8 @@ def test_blind_code_choice_weighs_gap_against_puncturing() -> None:
     rate = {c.m: round(1 - c.m / c.n, 3) for c in cands}
     d = 10_000.0  # modulation 0.1 of n = 1e5
     # the measured pairs of the docstring: the rule picks the code that measured the lower f
-    want = {0.01: 0.91, 0.036: 0.765, 0.045: 0.725, 0.05: 0.675, 0.055: 0.675, 0.08: 0.575}
+    want = {0.01: 0.91, 0.015: 0.849, 0.02: 0.849, 0.036: 0.765, 0.045: 0.699, 0.05: 0.699,
+            0.055: 0.675, 0.08: 0.574}
     for q, r in want.items():
         S = 90_000 * float(h2(q))
         got = proto_mod._blind_choice(by_m, cfg, S, d)

@@ -36,9 +36,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .distributions import _DE, _check_mix, concentrated_rho
+from .distributions import DISTRIBUTIONS, LP_DESIGN_SETTINGS, _DE, _check_mix, concentrated_rho
 
-__all__ = ["DesignResult", "degree_errors", "design_lambda", "lp_step", "design_rate"]
+__all__ = ["DesignResult", "degree_errors", "design_lambda", "lp_step", "design_rate",
+           "registered_design_arguments"]
 
 #: default candidate variable degrees (the high-rate designs of the registry used this set)
 DEFAULT_DEGREES: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, 25, 30)
@@ -214,3 +215,25 @@ def design_lambda(start: dict[int, float], p: float | Sequence[tuple[float, floa
             break
     return DesignResult(lam=lam, rate=rate, p=float(components[0][1]), avg_check=float(avg_check),
                         steps=steps, history=tuple(history))
+
+
+def registered_design_arguments(rate: float) -> tuple[dict[int, float], float, float, dict]:
+    """(start, p, avg_check, keyword arguments) with which :func:`design_lambda` made the
+    registered LP-designed distribution of `rate` (``distributions._LP_DESIGNED``).
+
+    ``design_lambda(start, p, avg_check, **kwargs).lam`` gives the registered lambda to its 6
+    printed decimals (``tests/test_design.py``, ``DIQKD_LONG_TESTS=1``). A recorded start
+    ``("blend", r, d, w)`` is (1 - w) x the registered lambda of rate r plus w at degree d.
+    """
+    dist = DISTRIBUTIONS[rate]
+    if "design_p" not in dist.extra:
+        raise KeyError(f"rate {rate} is not an LP design of diqkd.reconciliation.design")
+    kw = dict(LP_DESIGN_SETTINGS)
+    kw.update(dist.extra.get("design_settings", {}))
+    start = kw.pop("start")
+    if isinstance(start, tuple) and start[0] == "blend":
+        _, base, top, w = start
+        lam = {d: (1.0 - w) * v for d, v in DISTRIBUTIONS[base].lam_float().items()}
+        lam[int(top)] = lam.get(int(top), 0.0) + w
+        start = lam
+    return dict(start), float(dist.extra["design_p"]), float(dist.extra["design_avg_check"]), kw

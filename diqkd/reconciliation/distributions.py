@@ -24,8 +24,8 @@ Tools:
 The registry :data:`DISTRIBUTIONS` holds the BSC-optimised variable distributions of Elkouss et
 al., arXiv 0901.2140, Table I (rates 0.50-0.90), each with the threshold recorded by our DE for the
 concentrated check side actually built, and (construction version 2) our own DE-designed
-distributions: the high rates 0.89-0.95 (``_HR_DESIGNED``) and rates 0.765 and 0.846
-(``_LP_DESIGNED``, made with :mod:`diqkd.reconciliation.design` and the settings in
+distributions: the high rates 0.89-0.95 (``_HR_DESIGNED``) and rates 0.574, 0.699, 0.765,
+0.846 and 0.849 (``_LP_DESIGNED``, made with :mod:`diqkd.reconciliation.design` and the settings in
 :data:`LP_DESIGN_SETTINGS`), whose thresholds are recorded on the finer 0.1 LLR grid
 (:data:`HR_DE_DELTA`); plus the published lambdas re-used at rates 0.575-0.725
 (``_MID_DESIGNED``). See docs/reconciliation-codes.md.
@@ -562,46 +562,74 @@ for _r, _src, _thr in _MID_DESIGNED:
     )
 
 # ---------------------------------------------------------------------------------------------
-# rates 0.765 and 0.846: designed with diqkd.reconciliation.design (kept in the package)
+# rates 0.574, 0.699, 0.765, 0.846, 0.849: designed with diqkd.reconciliation.design (in the package)
 # ---------------------------------------------------------------------------------------------
 #: the start, degree set and settings of :func:`diqkd.reconciliation.design.design_lambda` that
-#: produced the LP-designed distributions below (each entry adds its channel p and avg check)
+#: produced the LP-designed distributions below (each entry adds its channel p and avg check, and
+#: may override these settings: see ``_LP_DESIGNED``)
 LP_DESIGN_SETTINGS: dict = {
     "start": {3: 0.2, 10: 0.2, 20: 0.2, 30: 0.2, 50: 0.2},
     "degrees": (2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, 25, 30, 40, 50),
     "step": 0.02, "max_steps": 80, "tol": 2e-6, "shrink": 0.99, "max_deg2_per_check": 0.99,
     "delta": 0.1,
 }
+#: the degree set of the 0.6.0 designs (up to 100: they are meant for frames of 1e5-1e6 bits)
+LP_WIDE_DEGREES: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, 25, 30, 40, 50, 60,
+                                    70, 80, 100)
 _LP_METHOD = (
-    "diqkd.reconciliation.design.design_lambda 2026-11-28 (LP on discretised DE, Richardson, "
-    "Shokrollahi, Urbanke, IEEE TIT 47, 619 (2001), Sec. IV), settings LP_DESIGN_SETTINGS; "
-    "at most 0.99 degree-2 variables per check (a staircase without cycles); coefficients "
-    "rounded to 6 decimals. Threshold: bsc_threshold on the 0.1 LLR grid, bisection to 0.4 % of p"
+    "diqkd.reconciliation.design.design_lambda (LP on discretised DE, Richardson, "
+    "Shokrollahi, Urbanke, IEEE TIT 47, 619 (2001), Sec. IV), settings LP_DESIGN_SETTINGS with "
+    "the entry's overrides; coefficients rounded to 6 decimals. Threshold: bsc_threshold on the "
+    "0.1 LLR grid, bisection to 0.4 % of p"
 )
-# (rate, design channel p, design average check degree, lambda, threshold on the 0.1 grid).
-# Measured, decoder only, frames of 1e5 bits (docs/reconciliation-codes.md):
-# * 0.765 at QBER 3.6 %: 1 / 48 frames failed at f = 1.08 (2.4 % shortened), 0 / 48 at 1.10 with
-#   22 iterations per frame, where the rate-0.75 code (f 1.111 at threshold) needs 27;
-# * 0.846 at QBER 2 %: 2 / 100 at f = 1.11, 0 / 100 at 1.12 and 1.13, where the rate-0.85 code
-#   (f 1.082 at threshold) needed f = 1.154. A version with at most 0.75 degree-2 variables per
-#   check (threshold lower, f 1.053 at its design rate 0.848) measured the same within noise.
-_LP_DESIGNED: tuple[tuple[float, float, float, tuple[tuple[int, str], ...], float], ...] = (
+# (rate, design channel p, design average check degree, lambda, threshold on the 0.1 grid,
+# overrides of LP_DESIGN_SETTINGS). A start ("blend", r, d, w) is (1 - w) x the registered lambda
+# of rate r plus w at degree d (the smallest w of 0, 0.1, 0.2, ... whose DE converges at p: the
+# uniform start does not converge at these check degrees). Measured (docs/reconciliation-codes.md):
+# * 0.765 at QBER 3.6 %, 1e5 bits: 1 / 48 frames failed at f = 1.08 (2.4 % shortened), 0 / 48 at
+#   1.10 with 22 iterations per frame, where the rate-0.75 code (f 1.111 at threshold) needs 27;
+# * 0.846 at QBER 2 %, 1e5 bits: 2 / 100 at f = 1.11, 0 / 100 at 1.12 and 1.13, where the
+#   rate-0.85 code (f 1.082 at threshold) needed f = 1.154;
+# * 0.849 (2 %), 0.699 (5 %), 0.574 (8 %), version 0.6.0: f 1.0175 / 1.0151 / 1.0195 at threshold
+#   (the codes they replace there: 0.846 1.037, 0.675 1.028, 0.575 1.041). Frames of 1e6 bits,
+#   0 / 32 failures at f 1.055 at 2 % and 5 %, 0 / 16 at 1.06 at 8 %; at 1e5 bits and 2 %, 1 / 102
+#   at f 1.100 where the 0.846 code needed 1.134. The 0.849 design lets up to 1.8 degree-2
+#   variables per check (lambda_2 0.070; the stability bound is 0.071): capped at 0.99 (a
+#   staircase without cycles) the LP gives f 1.037 at p, no better than the 0.846 code, and the
+#   rate-0.91 code measured better uncapped than capped (docs/reconciliation-codes.md).
+_LP_DESIGNED: tuple[tuple[float, float, float, tuple[tuple[int, str], ...], float, dict], ...] = (
+    (0.574, 0.084, 14.0, (
+        (2, "0.135883"), (3, "0.157175"), (6, "0.11207"), (7, "0.042744"), (12, "0.188819"),
+        (50, "0.36331")
+    ), 0.0845, {"start": ("blend", 0.575, 50, 0.3),
+                "degrees": tuple(d for d in LP_WIDE_DEGREES if d <= 50)}),
+    (0.699, 0.052, 24.0, (
+        (2, "0.0825"), (3, "0.171153"), (8, "0.140614"), (9, "0.099199"), (25, "0.157024"),
+        (30, "0.071131"), (100, "0.278378")
+    ), 0.05240625, {"start": ("blend", 0.675, 100, 0.2), "degrees": LP_WIDE_DEGREES}),
     (0.765, 0.037, 28.0, (
         (2, "0.070714"), (3, "0.215116"), (8, "0.082785"), (9, "0.152213"), (10, "0.041456"),
         (20, "0.130046"), (40, "0.069691"), (50, "0.237979")
-    ), 0.037116),
+    ), 0.037116, {}),
     (0.846, 0.021, 44.0, (
         (2, "0.045"), (3, "0.235365"), (9, "0.174489"), (10, "0.168394"), (30, "0.17354"),
         (40, "0.159707"), (50, "0.043504")
-    ), 0.021263),
+    ), 0.021263, {}),
+    (0.849, 0.021, 50.0, (
+        (2, "0.069743"), (3, "0.136909"), (6, "0.051677"), (7, "0.153889"), (12, "0.077998"),
+        (15, "0.039468"), (20, "0.049658"), (25, "0.112355"), (30, "0.04231"), (60, "0.087373"),
+        (70, "0.134248"), (80, "0.044373")
+    ), 0.02125, {"start": ("blend", 0.846, 100, 0.2), "degrees": LP_WIDE_DEGREES,
+                 "max_deg2_per_check": 1.8}),
 )
-for _r, _p, _a, _lam, _thr in _LP_DESIGNED:
-    _how = f"design_lambda at p={_p}, avg_check={_a} (design rate at p: see the docs)"
+for _r, _p, _a, _lam, _thr, _over in _LP_DESIGNED:
+    _how = f"design_lambda at p={_p}, avg_check={_a}, overrides {_over}"
     DISTRIBUTIONS[_r] = DegreeDistribution(
         name=f"diqkd-lp-r{_r:.3f}", rate=_r, lam=_lam, threshold=_thr,
         source=f"{_LP_METHOD}; {_how}",
         extra={"construction_version": 2, "staircase": True, "de_delta": HR_DE_DELTA,
-               "design": _how, "design_p": _p, "design_avg_check": _a},
+               "design": _how, "design_p": _p, "design_avg_check": _a,
+               "design_settings": dict(_over)},
     )
 DISTRIBUTIONS = dict(sorted(DISTRIBUTIONS.items()))
 
