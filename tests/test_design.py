@@ -73,7 +73,7 @@ def test_design_rejects_a_start_above_threshold() -> None:
 
 
 @pytest.mark.skipif(not os.environ.get("DIQKD_LONG_TESTS"), reason="set DIQKD_LONG_TESTS=1")
-@pytest.mark.parametrize("rate", [0.574, 0.699, 0.765, 0.846, 0.849])
+@pytest.mark.parametrize("rate", [0.574, 0.699, 0.764, 0.765, 0.846, 0.849])
 def test_registered_lp_designs_reproduce(rate: float) -> None:
     """design_lambda with the recorded settings gives the registered lambda (to its 6 printed
     decimals); ~2-15 min each."""

@@ -665,8 +665,9 @@ def _blind_choice(by_m: list[_Candidate], config: ReconciliationConfig, S: float
     (gap 0.033, 16 %) 1.088; 1 %: 0.91 (gap 0.083, 16 %) 1.158, 0.901 (gap 0.074, 28 %) 1.182.
     Every w in (0.12, 0.21) picks the better code of all six pairs; 1/6 is used. The codes of
     0.6.0 (same runs, other frames): 1.5 %: 0.849 (gap 0.018) 1.116, 0.846 (gap 0.037) 1.125;
-    2 %: 0.849 1.076, 0.846 1.090; 4.5 %: 0.699 (gap 0.015) 1.071, 0.725 1.081; 5 %: 0.699
-    1.066, 0.675 1.072; 8 %: 0.574 (gap 0.020) 1.072, 0.575 1.077. The slack went
+    2 %: 0.849 1.076, 0.846 1.090; 3.6 %: 0.764 (gap 0.016) 1.064, 0.765 1.073; 4.5 %: 0.699
+    (gap 0.015) 1.071, 0.725 1.081; 5 %: 0.699 1.066, 0.675 1.072; 8 %: 0.574 (gap 0.020) 1.072,
+    0.575 1.077: the rule picks the new code at each point, unchanged. The slack went
     from 0.95 to 0.92 so that the rate-0.765 code qualifies at 3.6 % (ceiling 1.168 against
     0.95 x 1.25 = 1.1875); no frame of these runs reached its ceiling.
 
