@@ -32,7 +32,7 @@ For every (QBER, frame length):
 
 Usage: python bench/bench_reconciliation.py [--quick] [--lengths 100000] [--qber 2 5]
        [--frames 100] [--grid 1.06 1.07 ...] [--threads 0] [--json out.json] [--no-ldpc]
-       [--modulation auto] [--at 1.0975] [--repeats 3] [--blind]
+       [--modulation auto] [--at 1.0975] [--repeats 3] [--blind] [--max-iterations 100]
 """
 
 from __future__ import annotations
@@ -288,12 +288,15 @@ def main(argv: list[str]) -> int:
                     help="grid runs: time each reported point this many times (median)")
     ap.add_argument("--modulation", default="auto",
                     help="grid runs: 'auto' (fewest modulated positions, default) or a fraction")
+    ap.add_argument("--max-iterations", type=int, default=100,
+                    help="BP iteration limit per decoding attempt (the library default is 100)")
     args = ap.parse_args(argv)
     lengths = args.lengths or ([10_000] if args.quick else [100_000])
     qbers = args.qber or ([2.0, 5.0] if args.quick else [1.0, 2.0, 3.6, 5.0, 8.0])
     frames = args.frames or (30 if args.quick else 100)
     cfg_kw = {"decoder": args.decoder, "threads": args.threads, "efficiency": args.cap,
-              "blind_start_efficiency": args.f0, "blind_step": 0.01, "max_iterations": 100}
+              "blind_start_efficiency": args.f0, "blind_step": 0.01,
+              "max_iterations": args.max_iterations}
     rows = []
     if args.blind:
         print("| QBER % | n | frames | realised f (blind) | revealed frames | attempts | "

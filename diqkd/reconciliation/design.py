@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .distributions import DISTRIBUTIONS, LP_DESIGN_SETTINGS, _DE, _check_mix, concentrated_rho
+from .distributions import _DE, DISTRIBUTIONS, LP_DESIGN_SETTINGS, _check_mix, concentrated_rho
 
 __all__ = ["DesignResult", "degree_errors", "design_lambda", "lp_step", "design_rate",
            "registered_design_arguments"]

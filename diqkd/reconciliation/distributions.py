@@ -25,8 +25,8 @@ The registry :data:`DISTRIBUTIONS` holds the BSC-optimised variable distribution
 al., arXiv 0901.2140, Table I (rates 0.50-0.90), each with the threshold recorded by our DE for the
 concentrated check side actually built, and (construction version 2) our own DE-designed
 distributions: the high rates 0.89-0.95 (``_HR_DESIGNED``) and rates 0.574, 0.699, 0.764,
-0.765, 0.846 and 0.849 (``_LP_DESIGNED``, made with :mod:`diqkd.reconciliation.design` and the settings in
-:data:`LP_DESIGN_SETTINGS`), whose thresholds are recorded on the finer 0.1 LLR grid
+0.765, 0.846 and 0.849 (``_LP_DESIGNED``, made with :mod:`diqkd.reconciliation.design` and the
+settings in :data:`LP_DESIGN_SETTINGS`), whose thresholds are recorded on the finer 0.1 LLR grid
 (:data:`HR_DE_DELTA`); plus the published lambdas re-used at rates 0.575-0.725
 (``_MID_DESIGNED``). See docs/reconciliation-codes.md.
 """
@@ -562,7 +562,7 @@ for _r, _src, _thr in _MID_DESIGNED:
     )
 
 # ---------------------------------------------------------------------------------------------
-# rates 0.574, 0.699, 0.764, 0.765, 0.846, 0.849: designed with diqkd.reconciliation.design (in the package)
+# rates 0.574, 0.699, 0.764, 0.765, 0.846, 0.849: designed with diqkd.reconciliation.design
 # ---------------------------------------------------------------------------------------------
 #: the start, degree set and settings of :func:`diqkd.reconciliation.design.design_lambda` that
 #: produced the LP-designed distributions below (each entry adds its channel p and avg check, and
@@ -592,11 +592,12 @@ _LP_METHOD = (
 #   rate-0.85 code (f 1.082 at threshold) needed f = 1.154;
 # * 0.849 (2 %), 0.764 (3.6 %), 0.699 (5 %), 0.574 (8 %), version 0.6.0: f 1.0175 / 1.0155 /
 #   1.0151 / 1.0195 at threshold (the codes they replace there: 0.846 1.037, 0.765 1.027, 0.675
-#   1.028, 0.575 1.041). Frames of 1e6 bits: 0 / 32 failures at f 1.055 at 2, 3.6 and 5 %, 0 / 16
-#   at 1.06 at 8 %; at 1e5 bits and 2 %, 1 / 102 at f 1.100 where the 0.846 code needed 1.134.
-#   The 0.849 and 0.764 designs let up to 1.8 and 1.5 degree-2 variables per check (0.849:
-#   lambda_2 0.070; the stability bound is 0.071): capped at 0.99 (a
-#   staircase without cycles) the LP gives f 1.037 at p, no better than the 0.846 code, and the
+#   1.028, 0.575 1.041). Frames of 1e6 bits (bench, 100 frames): FER <= 1e-2 at f 1.055 / 1.050
+#   / 1.060 / 1.060 at 2 / 3.6 / 5 / 8 % (8 %: 300 iterations), where 0.5.0 needed 1.070-1.080;
+#   at 1e5 bits FER <= 1e-2 at 1.114 / 1.082 / 1.092 / 1.081 (0.5.0: 1.134 / 1.100 / 1.092 /
+#   1.091). The 0.849 and 0.764 designs let up to 1.8 and 1.5 degree-2 variables per check
+#   (0.849: lambda_2 0.070; the stability bound is 0.071): capped at 0.99 (a staircase without
+#   cycles) the LP gives f 1.037 at p at rate 0.849, no better than the 0.846 code, and the
 #   rate-0.91 code measured better uncapped than capped (docs/reconciliation-codes.md).
 _LP_DESIGNED: tuple[tuple[float, float, float, tuple[tuple[int, str], ...], float, dict], ...] = (
     (0.574, 0.084, 14.0, (
