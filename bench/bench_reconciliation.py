@@ -195,8 +195,8 @@ def throughput(n: int, q: float, f_op: float, code_rate: float, frames: int, cfg
             "modulation_mean": float(res.plan["modulation_mean"])}
 
 
-def decoder_comparison(n: int, q: float, code_rate: float, k: int, p: int, frames: int,
-                       ldpc_frames: int, cfg_kw: dict, seed: int, threads: int,
+def decoder_comparison(n: int, q: float, code_rate: float, code_digest: str, k: int, p: int,
+                       frames: int, ldpc_frames: int, cfg_kw: dict, seed: int, threads: int,
                        with_ldpc: bool) -> dict:
     """Our decoder vs ldpc.BpDecoder on identical frames at the operating point (the code,
     payload k and punctured count p of the operating point's first frame)."""
@@ -204,7 +204,11 @@ def decoder_comparison(n: int, q: float, code_rate: float, k: int, p: int, frame
 
     cfg = ReconciliationConfig(frame_length=n)
     cands = _library_candidates(cfg, k)
-    code = next(c for c in cands if abs(1 - c.m / c.n - code_rate) < 1e-3).load()
+    # the operating point's own code: the nearest rate (0.574 and 0.575 are 1e-3 apart), checked
+    # by digest
+    code = min(cands, key=lambda c: abs(1 - c.m / c.n - code_rate)).load()
+    if code.digest != code_digest:
+        raise RuntimeError(f"comparison code {code.name} is not the operating point's code")
     pun = punctured_order(code, 0)
     short = _short_perm(code, pun, 0)
     lay = _layout(code, k, p, pun, short)
@@ -289,7 +293,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--modulation", default="auto",
                     help="grid runs: 'auto' (fewest modulated positions, default) or a fraction")
     ap.add_argument("--max-iterations", type=int, default=100,
-                    help="BP iteration limit per decoding attempt (the library default is 100)")
+                    help="grid runs: BP iteration limit per decoding attempt (the library "
+                         "default, 100; --blind runs keep the defaults)")
     args = ap.parse_args(argv)
     lengths = args.lengths or ([10_000] if args.quick else [100_000])
     qbers = args.qber or ([2.0, 5.0] if args.quick else [1.0, 2.0, 3.6, 5.0, 8.0])
@@ -347,9 +352,9 @@ def main(argv: list[str]) -> int:
                 at = timed_again(at, n, q, frames, cfg_kw, seed, args.repeats)
             cmp: dict = {}
             if op is not None:
-                cmp = decoder_comparison(n, q, op["code_rate"], op["payload"], op["punctured"], 8,
-                                         min(args.ldpc_frames, 8), cfg_kw, seed + 2,
-                                         args.threads, not args.no_ldpc)
+                cmp = decoder_comparison(n, q, op["code_rate"], op["code"], op["payload"],
+                                         op["punctured"], 8, min(args.ldpc_frames, 8), cfg_kw,
+                                         seed + 2, args.threads, not args.no_ldpc)
             k = int(op["payload"]) if op is not None else int(0.99 * n)
             limit = efficiency_bound(k, q, 1e-2)
             rows.append({"qber": q, "n": n, "frames": frames, "operating_point": op,

@@ -96,5 +96,6 @@ def test_registered_design_arguments() -> None:
     base = DISTRIBUTIONS[0.846].lam_float()
     assert start[100] == pytest.approx(0.2)
     assert all(start[d] == pytest.approx(0.8 * v) for d, v in base.items())
-    with pytest.raises(KeyError):
-        design.registered_design_arguments(0.5)
+    for rate in (0.5, 0.6):  # registered but not an LP design; not registered at all
+        with pytest.raises(KeyError, match="not an LP design.*0.574, 0.699, 0.764"):
+            design.registered_design_arguments(rate)

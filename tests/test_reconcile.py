@@ -264,13 +264,19 @@ def test_code_rate_pin(codes) -> None:
     assert res.plan["code"]["m"] == N_CODE // 2 and res.all_verified
     with pytest.raises(ValueError):
         reconcile(a, b, ep, ReconciliationConfig(code_rate=0.55), seed=1, codes=codes)
-    # rates closer than the 1e-3 tolerance (the library has 0.574 and 0.575, 0.846 and 0.849):
-    # the pin takes the nearest, whatever the rule would prefer among the two
+    # rates within the 1e-3 tolerance of each other (the library has 0.574 and 0.575, 0.764 and
+    # 0.765): the pin takes the nearest, whatever the rule would prefer among the two (it
+    # prefers the smaller m, 850, so 0.5742 fails without the nearest rule)
     near = [random_code(N_CODE, m, 3, seed=2) for m in (852, 850)]  # rates 0.574, 0.575
-    for r, m in ((0.574, 852), (0.575, 850), (0.5742, 852)):
+    for r, m in ((0.574, 852), (0.575, 850), (0.5742, 852), (0.576, 850), (0.573, 852)):
         for mode in ("fixed", "adaptive", "blind"):
             cfg = ReconciliationConfig(code_rate=r, rate_adaptation=mode, frame_length=N_CODE)
             assert reconcile(a, b, ep, cfg, seed=1, codes=near).plan["code"]["m"] == m, (r, mode)
+    # equally near both: refused; 1e-3 from the nearest is the edge of the tolerance
+    for r, msg in ((0.5745, "equally near 0.574 and 0.575"), (0.5725, "within 1e-3")):
+        with pytest.raises(ValueError, match=msg):
+            reconcile(a, b, ep, ReconciliationConfig(code_rate=r, frame_length=N_CODE), seed=1,
+                      codes=near)
 
 
 def test_input_validation(codes) -> None:

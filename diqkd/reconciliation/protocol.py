@@ -165,8 +165,9 @@ class ReconciliationConfig:
     code_seed
         Seed of the code construction (part of the code's identity).
     code_rate
-        Pin the mother-code rate (0 = choose automatically: the smallest syndrome length m >=
-        efficiency * frame entropy, i.e. the least puncturing).
+        Pin the mother-code rate: the code whose rate is nearest, within 1e-3 (a value equally
+        near two codes is refused). 0 = choose automatically: the smallest syndrome length
+        m >= efficiency * frame entropy, i.e. the least puncturing.
     threads
         Decoder threads; 0 = all cores.
     """
@@ -570,6 +571,9 @@ def _short_perm(code: LdpcCode, pun: np.ndarray, seed: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------
 # the plan (public)
 # ------------------------------------------------------------------------------------------------
+#: ``code_rate`` pins the nearest mother-code rate at most this far from the value given (1e-3,
+#: plus float rounding: 1 - m/n is not exact)
+_CODE_RATE_TOLERANCE = 1e-3 + 1e-9
 #: nominal modulation of ``modulation = "auto"`` when choosing the frame length of a short string
 _AUTO_NOMINAL_MODULATION = 0.05
 
@@ -711,12 +715,20 @@ def _make_plan(
     auto = config.modulation == "auto" and config.rate_adaptation == "adaptive"
     by_m = sorted(cands, key=lambda c: c.m)
     if config.code_rate:
-        # the nearest library rate within 1e-3 (rates as close as 0.574 / 0.575 coexist)
+        # the nearest rate within 1e-3 (library rates as close as 0.574 / 0.575 coexist); the
+        # tolerance is inclusive up to float rounding, and a request equally near two different
+        # codes is refused rather than settled by the choice rule
         dist = [abs(1.0 - c.m / c.n - config.code_rate) for c in by_m]
         near = min(dist, default=1.0)
-        by_m = [c for c, d in zip(by_m, dist, strict=True) if d < 1e-3 and d <= near + 1e-12]
+        by_m = [c for c, d in zip(by_m, dist, strict=True)
+                if d <= _CODE_RATE_TOLERANCE and d <= near + 1e-12]
         if not by_m:
-            raise ValueError(f"no mother code of rate {config.code_rate} in the library")
+            have = ", ".join(f"{1.0 - c.m / c.n:.4g}" for c in sorted(cands, key=lambda c: -c.m))
+            raise ValueError(f"no mother code of rate {config.code_rate} (within 1e-3) among "
+                             f"the codes of length {n}: {have}")
+        if len({c.m for c in by_m}) > 1:
+            rates = " and ".join(sorted({f"{1.0 - c.m / c.n:.4g}" for c in by_m}))
+            raise ValueError(f"code_rate {config.code_rate} is equally near {rates}: give one")
     k_max: int | None = None
     auto_choice: _Candidate | None = None
     if auto:
