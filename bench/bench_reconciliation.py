@@ -188,6 +188,7 @@ def throughput(n: int, q: float, f_op: float, code_rate: float, frames: int, cfg
     return {"mbps": a.size / dt / 1e6, "fer": int((~res.verified).sum()) / res.frames,
             "f": res.efficiency(q), "seconds": dt, "frames": res.frames,
             "code_rate": 1.0 - res.plan["code"]["m"] / res.plan["code"]["n"],
+            "code_m": int(res.plan["code"]["m"]),
             "code_name": res.plan["code"]["name"], "code": res.code_digests[0],
             "undetected_bit_errors": wrong, "hash_caught": len(res.hash_rejected),
             "iterations_mean": float(res.iterations.mean()),
@@ -195,7 +196,7 @@ def throughput(n: int, q: float, f_op: float, code_rate: float, frames: int, cfg
             "modulation_mean": float(res.plan["modulation_mean"])}
 
 
-def decoder_comparison(n: int, q: float, code_rate: float, code_digest: str, k: int, p: int,
+def decoder_comparison(n: int, q: float, code_m: int, code_digest: str, k: int, p: int,
                        frames: int, ldpc_frames: int, cfg_kw: dict, seed: int, threads: int,
                        with_ldpc: bool) -> dict:
     """Our decoder vs ldpc.BpDecoder on identical frames at the operating point (the code,
@@ -204,9 +205,8 @@ def decoder_comparison(n: int, q: float, code_rate: float, code_digest: str, k: 
 
     cfg = ReconciliationConfig(frame_length=n)
     cands = _library_candidates(cfg, k)
-    # the operating point's own code: the nearest rate (0.574 and 0.575 are 1e-3 apart), checked
-    # by digest
-    code = min(cands, key=lambda c: abs(1 - c.m / c.n - code_rate)).load()
+    # the operating point's own code (its syndrome length; library rates can be 1e-3 apart)
+    code = next(c for c in cands if c.m == code_m).load()
     if code.digest != code_digest:
         raise RuntimeError(f"comparison code {code.name} is not the operating point's code")
     pun = punctured_order(code, 0)
@@ -352,7 +352,7 @@ def main(argv: list[str]) -> int:
                 at = timed_again(at, n, q, frames, cfg_kw, seed, args.repeats)
             cmp: dict = {}
             if op is not None:
-                cmp = decoder_comparison(n, q, op["code_rate"], op["code"], op["payload"],
+                cmp = decoder_comparison(n, q, op["code_m"], op["code"], op["payload"],
                                          op["punctured"], 8, min(args.ldpc_frames, 8), cfg_kw,
                                          seed + 2, args.threads, not args.no_ldpc)
             k = int(op["payload"]) if op is not None else int(0.99 * n)

@@ -225,9 +225,9 @@ def registered_design_arguments(rate: float) -> tuple[dict[int, float], float, f
     printed decimals (``tests/test_design.py``, ``DIQKD_LONG_TESTS=1``). A recorded start
     ``("blend", r, d, w)`` is (1 - w) x the registered lambda of rate r plus w at degree d.
     """
-    lp = sorted(r for r, d in DISTRIBUTIONS.items() if "design_p" in d.extra)
     dist = DISTRIBUTIONS.get(round(float(rate), 4))
     if dist is None or "design_p" not in dist.extra:
+        lp = sorted(r for r, d in DISTRIBUTIONS.items() if "design_p" in d.extra)
         raise KeyError(f"rate {rate} is not an LP design of diqkd.reconciliation.design "
                        f"(those are {', '.join(f'{r:g}' for r in lp)})")
     kw = dict(LP_DESIGN_SETTINGS)
