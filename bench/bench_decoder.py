@@ -11,7 +11,10 @@ the machine is shared, so only ratios within one run mean anything).
 Printed per (QBER, threads, kernel): payload Mbit/s (wall), ns per edge and frame-iteration
 (process CPU time / (E x sum of iterations)), mean iterations, FER (frames not converged to
 Alice's bits), and the SIMD / scalar throughput ratio; plus the agreement of the two kernels on
-the frames both decoded (decoded bits identical).
+the frames both decoded (decoded bits identical). The SIMD kernel also runs a third time with
+``prefetch=0`` (no software prefetch of the next check's posteriors): the "prefetch" column is
+the SIMD throughput with prefetching over that without, and the run fails unless both give the
+same bits and iterations for every frame (prefetching is a hint; it changes no result).
 
 Usage: python bench/bench_decoder.py [--quick] [--qber 2 3.6 5] [--f 1.15] [--frames 24]
        [--n 100000] [--threads 1 2] [--algorithm sum-product] [--repeat 2] [--json out.json]
@@ -62,18 +65,23 @@ def make_frames(n: int, q: float, f: float, frames: int, seed: int, modulation: 
                                "shortened": int(lay.shortened.size), "f": f_real}
 
 
+#: the decoder configurations timed against each other (name -> decode keywords)
+VARIANTS: dict[str, dict] = {"scalar": {"kernel": "scalar"}, "simd": {"kernel": "simd"},
+                             "simd-noprefetch": {"kernel": "simd", "prefetch": 0}}
+
+
 def run_point(code, X, syn, llr, k: int, threads: int, algorithm: str, max_iter: int,
               repeat: int) -> dict:
     out: dict = {}
     results = {}
-    for kernel in ("scalar", "simd"):  # compile / warm up outside the timing
-        decode(code, syn[:1], llr[:1], max_iterations=1, threads=threads, kernel=kernel,
-               algorithm=algorithm)
+    for kw in VARIANTS.values():  # compile / warm up outside the timing
+        decode(code, syn[:1], llr[:1], max_iterations=1, threads=threads, algorithm=algorithm,
+               **kw)
     for _ in range(repeat):
-        for kernel in ("scalar", "simd"):
+        for kernel, kw in VARIANTS.items():
             t0, c0 = time.perf_counter(), time.process_time()
             res = decode(code, syn, llr, algorithm=algorithm, max_iterations=max_iter,
-                         threads=threads, kernel=kernel)
+                         threads=threads, **kw)
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             best = out.get(kernel)
             if best is None or wall < best["wall_s"]:
@@ -94,6 +102,10 @@ def run_point(code, X, syn, llr, k: int, threads: int, algorithm: str, max_iter:
                                     for i in np.flatnonzero(both)))
     out["converged_only_scalar"] = int((a.converged & ~b.converged).sum())
     out["converged_only_simd"] = int((b.converged & ~a.converged).sum())
+    c = results["simd-noprefetch"]
+    if not (np.array_equal(b.bits, c.bits) and np.array_equal(b.iterations, c.iterations)):
+        raise RuntimeError("prefetching changed the SIMD kernel's result")
+    out["prefetch_gain"] = out["simd"]["mbps"] / out["simd-noprefetch"]["mbps"]
     return out
 
 
@@ -119,7 +131,7 @@ def main(argv: list[str]) -> int:
           f"{args.f}, max {args.max_iterations} iterations, best of {args.repeat}")
     print(f"{'QBER%':>6} {'code':>6} {'f':>6} {'thr':>3} | {'scalar Mbit/s':>13} "
           f"{'ns/e-it':>7} {'iters':>6} {'FER':>6} | {'simd Mbit/s':>11} {'ns/e-it':>7} "
-          f"{'iters':>6} {'FER':>6} | {'ratio':>5} | bits identical")
+          f"{'iters':>6} {'FER':>6} | {'ratio':>5} | {'prefetch':>8} | bits identical")
     for qp in qbers:
         code, X, syn, llr, info = make_frames(n, qp / 100, args.f, frames, args.seed)
         for th in args.threads:
@@ -130,6 +142,7 @@ def main(argv: list[str]) -> int:
                   f"{s['ns_per_edge_iter']:>7.2f} {s['iterations_mean']:>6.1f} "
                   f"{s['fer']:>6.3f} | {v['mbps']:>11.3f} {v['ns_per_edge_iter']:>7.2f} "
                   f"{v['iterations_mean']:>6.1f} {v['fer']:>6.3f} | {r['ratio']:>5.2f} | "
+                  f"{r['prefetch_gain']:>8.2f} | "
                   f"{r['bits_identical']}/{r['both_converged']}"
                   + (f" (only scalar {r['converged_only_scalar']}, only simd "
                      f"{r['converged_only_simd']})"

@@ -211,6 +211,30 @@ def test_simd_lanes_are_independent(medium_code: LdpcCode, algorithm: str) -> No
                 assert np.array_equal(res.state.R[f], r.state.R[0])
 
 
+@pytest.mark.parametrize("algorithm", ["sum-product", "min-sum"])
+def test_simd_prefetch_changes_no_result(medium_code: LdpcCode, algorithm: str) -> None:
+    """Prefetching the posteriors of a later check is a cache hint only: with 0 (off), 1 (the
+    default), 2 and more checks ahead than the code has, every frame gets the same bits,
+    posteriors, state and iterations bit for bit, converged or not."""
+    code = medium_code
+    x, llr, syn = _frames(code, 0.08, 11, seed=13)
+    llr[:, :25] = 0.0
+    kw = dict(algorithm=algorithm, max_iterations=30, return_llr=True, keep_state=True,
+              threads=2)
+    ref = decode(code, syn, llr, prefetch=0, **kw)  # type: ignore[arg-type]
+    assert ref.converged.any() and not ref.converged.all()
+    for ahead in (1, 2, code.m + 5):
+        res = decode(code, syn, llr, prefetch=ahead, **kw)  # type: ignore[arg-type]
+        assert res.state is not None and ref.state is not None
+        assert np.array_equal(res.iterations, ref.iterations)
+        assert np.array_equal(res.converged, ref.converged)
+        assert np.array_equal(res.bits, ref.bits)
+        assert np.array_equal(res.llr, ref.llr)
+        assert np.array_equal(res.state.R, ref.state.R)
+    with pytest.raises(ValueError, match="prefetch"):
+        decode(code, syn, llr, prefetch=-1)
+
+
 def test_simd_already_decoded_frames_in_a_batch(medium_code: LdpcCode) -> None:
     """Frames whose priors already satisfy the syndrome end with 0 iterations and a zero R
     state, exactly as in the scalar kernel, whatever lanes they share with others."""

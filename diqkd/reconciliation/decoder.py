@@ -335,6 +335,7 @@ def decode(
     keep_state: bool = False,
     patience: int | np.ndarray = 0,
     kernel: str = "simd",
+    prefetch: int = _simd.PREFETCH_AHEAD,
 ) -> DecodeResult:
     """Decode a batch of frames of one code (frames run in parallel on ``threads`` cores).
 
@@ -373,6 +374,10 @@ def decode(
         state layout; messages agree to float32 rounding plus the approximation error. The
         SIMD kernel holds the messages of 8 frames per thread (8 (E + n) float32) and, without
         ``keep_state``, never allocates the (frames, E) message array.
+    prefetch
+        SIMD kernel: while it computes a check, prefetch the posteriors of the check this many
+        checks later (0: no prefetching). A performance hint only: results are the same bit for
+        bit whatever the value.
     """
     if algorithm not in _ALG_CODE:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, not {algorithm!r}")
@@ -387,6 +392,8 @@ def decode(
         )
     if max_iterations < 1:
         raise ValueError("max_iterations must be >= 1")
+    if prefetch < 0:
+        raise ValueError(f"prefetch must be >= 0, not {prefetch}")
     llr2 = _clip_llr(llr2)
     if (kernel == "simd" and algorithm == "sum-product" and code.m
             and int(code.check_degrees.max()) > SIMD_SP_MAX_DEGREE):
@@ -434,7 +441,7 @@ def decode(
             _simd.decode_batch_simd(
                 check_ptr, check_idx, bounds, llr2, syn2, int(max_iterations),
                 _ALG_CODE[algorithm], float(ms_scaling), float(ms_offset), max_deg, out, its,
-                L, R, warm, pat, True, bool(keep_state),
+                L, R, warm, pat, True, bool(keep_state), int(prefetch),
             )
     finally:
         numba.set_num_threads(prev)
