@@ -785,10 +785,13 @@ def test_batch_fills_the_lanes_of_two_threads_at_1e6_bits() -> None:
 
     from diqkd.reconciliation import _simd_kernels as simd
 
-    big = SimpleNamespace(n=1_000_000, check_idx=np.empty(6_251_200, dtype=np.int32))
-    assert proto_mod._batch_size(big) >= 2 * simd.W
+    big = SimpleNamespace(n=1_000_000, check_idx=np.empty(7_545_900, dtype=np.int32))  # r0.849
+    assert proto_mod._batch_size(big, keep_state=True) >= 2 * simd.W
+    # without kept states (one-shot modes) a frame holds no messages: two lane groups per thread
+    assert proto_mod._batch_size(big, keep_state=False) >= 4 * simd.W
     small = SimpleNamespace(n=100_000, check_idx=np.empty(660_000, dtype=np.int32))
-    assert proto_mod._batch_size(small) == proto_mod._BATCH
+    assert proto_mod._batch_size(small, keep_state=True) == proto_mod._BATCH
+    assert proto_mod._batch_size(small, keep_state=False) == proto_mod._BATCH
 
 
 @pytest.mark.parametrize("mode", ["adaptive", "blind"])
@@ -798,8 +801,9 @@ def test_result_does_not_depend_on_batch_size(codes, monkeypatch, mode: str) -> 
                                efficiency=1.3, blind_step=0.05)
     T1, T2 = Transcript(), Transcript()
     r1 = reconcile(a, b, ep, cfg, seed=5, transcript=T1, codes=codes)
-    per_frame = 4 * (int(codes[0].check_idx.shape[0]) + 3 * codes[0].n)
-    monkeypatch.setattr(proto_mod, "_BATCH_BYTES", 2 * per_frame)  # 2-frame batches
+    code = codes[0]
+    words = (int(code.check_idx.shape[0]) + 3 * code.n) if mode == "blind" else 6 * code.n
+    monkeypatch.setattr(proto_mod, "_BATCH_BYTES", 2 * 4 * words)  # 2-frame batches
     r2 = reconcile(a, b, ep, cfg, seed=5, transcript=T2, codes=codes)
     assert r1.frames >= 4
     assert T1.digest == T2.digest
