@@ -64,7 +64,7 @@ W = 8  # lanes per group: 8 float32 = one AVX2 register (W = 16, two registers, 
 # prefetches the rows of the check ``ahead`` positions later while it computes the current one
 # (``PREFETCH_AHEAD`` by default; 0 turns it off). A prefetch is a hint: it changes no result.
 # Measured on 2 Zen 3 cores, decoding the same frames in one process (bench/bench_decoder.py):
-# see the README's decoder table.
+# docs/reconciliation.md, "Software prefetch".
 PREFETCH_AHEAD = 1
 _MASK_T: Any = np.uint8 if W == 8 else np.uint16 if W == 16 else np.uint32  # one bit per lane
 

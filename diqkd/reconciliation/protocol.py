@@ -1223,7 +1223,8 @@ class BobReconciler:
         failed: list[int] = []
         rescue: list[int] = []
         done_before = int(np.count_nonzero(self._status))
-        bs = _batch_size(self.code, self.plan["mode"] == "blind")
+        blind = self.plan["mode"] == "blind"
+        bs = _batch_size(self.code, keep_state=blind)
         # frames continuing from a kept state first (warm start); a batch mixing warm and cold
         # frames gives the cold ones the initial state (L = prior, R = 0: exactly a cold start),
         # so a round is one decoder call per batch (the SIMD kernel's lanes stay busy)
@@ -1233,8 +1234,7 @@ class BobReconciler:
         # batches of equal size (100 frames in batches of at most 32: 4 x 25, not 32, 32, 32, 4,
         # whose last call would leave most SIMD lanes idle); results do not depend on batching
         nb = -(-len(order) // bs)
-        batches = [b.astype(np.int64) for b in np.array_split(np.asarray(order, dtype=np.int64),
-                                                              max(nb, 1)) if b.size]
+        batches = np.array_split(np.asarray(order, dtype=np.int64), nb) if nb else []
         done_now = 0
         for batch in batches:
             # one input buffer for every batch (decode() does not keep it: its state holds a
@@ -1251,7 +1251,6 @@ class BobReconciler:
                 st = DecoderState.stack([self._states.pop(int(f)) if int(f) in self._states
                                          else _initial_state(llrs[j], self.code)
                                          for j, f in enumerate(batch)])
-            blind = self.plan["mode"] == "blind"
             # blind: an attempt that stalls while pad bits are left stops early and asks for more
             # (its state is kept, so the iterations are not lost); the last attempt runs in full
             stall = np.array([blind and self._p_now[int(f)] > 0 for f in batch], dtype=bool)
