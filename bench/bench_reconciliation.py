@@ -118,7 +118,8 @@ def blind_realised(n: int, q: float, frames: int, cfg_kw: dict, seed: int) -> di
     k = int(n * (1 - cfg_kw.get("modulation", 0.1)))
     a, b, ep = _strings(k * frames, q, seed)
     cfg = ReconciliationConfig(frame_length=n, rate_adaptation="blind", on_failure="reveal",
-                               threads=cfg_kw.get("threads", 0))
+                               threads=cfg_kw.get("threads", 0),
+                               blind_start_quantile=cfg_kw.get("blind_start_quantile", 0.25))
     T = Transcript()
     c0, t0 = cpu(), time.perf_counter()
     res = reconcile(a, b, ep, cfg, seed=seed, transcript=T)
@@ -281,6 +282,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--blind", action="store_true",
                     help="realised f of default blind-mode runs instead of the fixed-rate grid")
     ap.add_argument("--f0", type=float, default=1.0, help="start of the blind sweep")
+    ap.add_argument("--start-quantile", type=float, default=0.25,
+                    help="--blind runs: blind_start_quantile (0.25, the default, minimises f; "
+                         "0.9 trades f for fewer attempts)")
     ap.add_argument("--grid", type=float, nargs="*", help="target efficiencies to try")
     ap.add_argument("--cap", type=float, default=1.2,
                     help="highest efficiency of the blind sweep (also picks the mother code)")
@@ -301,7 +305,8 @@ def main(argv: list[str]) -> int:
     frames = args.frames or (30 if args.quick else 100)
     cfg_kw = {"decoder": args.decoder, "threads": args.threads, "efficiency": args.cap,
               "blind_start_efficiency": args.f0, "blind_step": 0.01,
-              "max_iterations": args.max_iterations}
+              "max_iterations": args.max_iterations,
+              "blind_start_quantile": args.start_quantile}
     rows = []
     if args.blind:
         print("| QBER % | n | frames | realised f (blind) | revealed frames | attempts | "

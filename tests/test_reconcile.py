@@ -250,6 +250,7 @@ def test_blind_regression_small_frames(codes) -> None:
     {"decoder": "gallager"}, {"rate_adaptation": "turbo"}, {"efficiency": 0.9},
     {"modulation": 0.6}, {"eps_cor": 0.0}, {"on_failure": "ignore"}, {"max_iterations": 0},
     {"threads": -1}, {"ms_scaling": 0.0}, {"blind_step": 0.0}, {"code_rate": 1.5},
+    {"blind_start_quantile": -0.1}, {"blind_start_quantile": 1.5},
     {"modulation": "adaptive"}, {"modulation": "auto"},  # blind (the default mode) needs a number
     {"modulation": "auto", "rate_adaptation": "fixed"}, {"modulation": None},
 ])
@@ -306,12 +307,12 @@ def _public_levels(verdicts: list[dict], upto: int) -> tuple[list[int], list[int
     return levels, floors
 
 
-def _public_skip(verdicts: list[dict], upto: int) -> int | None:
+def _public_skip(verdicts: list[dict], upto: int, quantile: float) -> int | None:
     """The starting step a wave announced in verdict ``upto`` must have: the learned quantile of
     the levels of all frames started before, or None while it is not yet determined."""
     levels, floors = _public_levels(verdicts, upto)
     lv = sorted(levels)
-    k = int(np.floor(proto_mod._LEARN_QUANTILE * (len(lv) + len(floors) - 1)))
+    k = int(np.floor(quantile * (len(lv) + len(floors) - 1)))
     if k >= len(lv) or (floors and lv[k] > min(floors)):
         return None
     return max(0, lv[k] - proto_mod._LEARN_BACK)
@@ -323,12 +324,13 @@ def test_blind_waves_learn_start_from_public_verdicts(codes, monkeypatch) -> Non
     the pre-revealed pad bits are counted, and the run is deterministic."""
     import json
 
-    monkeypatch.setattr(proto_mod, "_LEARN_QUANTILE", 0.5)  # so that the skip is > 0 here
     monkeypatch.setattr(proto_mod, "_LEARN_BACK", 0)
     monkeypatch.setattr(proto_mod, "_WAVE_GROWTH", 0.0)  # one later wave: all other frames
     a, b, ep = _data(36_000, 0.03, 0.03, 0.0, seed=21)
+    # quantile 0.5 so that the skip is > 0 here
     cfg = ReconciliationConfig(rate_adaptation="blind", efficiency=1.6, frame_length=N_CODE,
-                               blind_start_efficiency=1.0, blind_step=0.03)
+                               blind_start_efficiency=1.0, blind_step=0.03,
+                               blind_start_quantile=0.5)
     T = Transcript()
     res = reconcile(a, b, ep, cfg, seed=8, transcript=T, codes=codes)
     _check_invariants(res, a, T)
@@ -340,10 +342,10 @@ def test_blind_waves_learn_start_from_public_verdicts(codes, monkeypatch) -> Non
     first_wave = set(verdicts[0]["decided"])
     assert 0 < len(first_wave) < res.frames
     assert set(verdicts[i]["start"]) == set(range(res.frames)) - first_wave
-    assert verdicts[i]["skip"] == _public_skip(verdicts, i)
+    assert verdicts[i]["skip"] == _public_skip(verdicts, i, 0.5)
     assert verdicts[i]["skip"] > 0
     # no earlier verdict could have started the wave: the skip was not yet determined
-    assert all(_public_skip(verdicts, j) is None for j in range(i))
+    assert all(_public_skip(verdicts, j, 0.5) is None for j in range(i))
     # the pre-revealed pad bits of the started frames are in the transcript and counted
     pre = [m for m in T if m.kind == "ec-reveal" and m.meta.get("start")]
     assert {m.meta["frame"] for m in pre} == set(verdicts[i]["start"])
@@ -352,6 +354,37 @@ def test_blind_waves_learn_start_from_public_verdicts(codes, monkeypatch) -> Non
     T2 = Transcript()
     res2 = reconcile(a, b, ep, cfg, seed=8, transcript=T2, codes=codes)
     assert T2.digest == T.digest and np.array_equal(res2.iterations, res.iterations)
+
+
+def test_blind_start_quantile_sets_the_learned_start(codes, monkeypatch) -> None:
+    """`blind_start_quantile` picks the order statistic of the first wave's public levels that
+    the later frames start from: the same first wave (it does not depend on the quantile), a skip
+    recomputable from the verdicts for each quantile, never lower for a higher quantile, and the
+    later frames need no more attempts on average when they start higher."""
+    import json
+
+    monkeypatch.setattr(proto_mod, "_LEARN_BACK", 0)
+    monkeypatch.setattr(proto_mod, "_WAVE_GROWTH", 0.0)
+    a, b, ep = _data(36_000, 0.03, 0.03, 0.0, seed=21)
+    runs = {}
+    for q in (0.0, 0.5, 1.0):
+        cfg = ReconciliationConfig(rate_adaptation="blind", efficiency=1.6, frame_length=N_CODE,
+                                   blind_start_efficiency=1.0, blind_step=0.03,
+                                   blind_start_quantile=q)
+        T = Transcript()
+        res = reconcile(a, b, ep, cfg, seed=8, transcript=T, codes=codes)
+        _check_invariants(res, a, T)
+        assert res.all_verified
+        verdicts = [json.loads(m.payload.decode()) for m in T if m.kind == "ec-verdict"]
+        i = next(j for j, v in enumerate(verdicts) if v.get("start"))
+        assert verdicts[i]["skip"] == _public_skip(verdicts, i, q)
+        later = sorted(verdicts[i]["start"])
+        runs[q] = (verdicts[0]["decided"], verdicts[i]["skip"],
+                   float(res.attempts[later].mean()))
+    assert runs[0.0][0] == runs[0.5][0] == runs[1.0][0]  # the first wave
+    assert runs[0.0][1] <= runs[0.5][1] <= runs[1.0][1]
+    assert runs[0.0][1] < runs[1.0][1]  # the levels of this first wave are not all equal
+    assert runs[1.0][2] <= runs[0.0][2]
 
 
 def test_blind_ceiling_rescue_replays_step_path(codes, monkeypatch) -> None:
@@ -397,11 +430,11 @@ def test_blind_growing_waves_learn_from_public_verdicts(codes, monkeypatch) -> N
 
     monkeypatch.setattr(proto_mod, "_WAVE_GROWTH", 0.5)
     monkeypatch.setattr(proto_mod, "_WAVE_MIN", 2)
-    monkeypatch.setattr(proto_mod, "_LEARN_QUANTILE", 0.5)
     monkeypatch.setattr(proto_mod, "_LEARN_BACK", 0)
     a, b, ep = _data(36_000, 0.03, 0.03, 0.0, seed=21)
     cfg = ReconciliationConfig(rate_adaptation="blind", efficiency=1.6, frame_length=N_CODE,
-                               blind_start_efficiency=1.0, blind_step=0.03)
+                               blind_start_efficiency=1.0, blind_step=0.03,
+                               blind_start_quantile=0.5)
     T = Transcript()
     res = reconcile(a, b, ep, cfg, seed=8, transcript=T, codes=codes)
     _check_invariants(res, a, T)
@@ -418,14 +451,14 @@ def test_blind_growing_waves_learn_from_public_verdicts(codes, monkeypatch) -> N
         assert len(wave) == min(size, res.frames - len(started))
         # the skip is determined by the public verdicts up to this one (and not before the
         # previous wave started) ...
-        assert verdicts[i]["skip"] == _public_skip(verdicts, i)
+        assert verdicts[i]["skip"] == _public_skip(verdicts, i, 0.5)
         # ... and equals the learned quantile of the *final* levels of the frames started before
         # (what waiting for all of them would give), though some may still be climbing
         final_levels, floors = _public_levels(verdicts, len(verdicts) - 1)
         assert not floors
         lv = sorted(final_levels[j] for j, f in enumerate(_decided_order(verdicts))
                     if f in started)
-        k = int(np.floor(proto_mod._LEARN_QUANTILE * (len(lv) - 1)))
+        k = int(np.floor(0.5 * (len(lv) - 1)))
         assert verdicts[i]["skip"] == max(0, lv[k] - proto_mod._LEARN_BACK)
         started |= set(wave)
     assert started == set(range(res.frames))

@@ -85,12 +85,12 @@ _BLIND_GAP_MIN_LENGTH = 100_000
 _BLIND_PLAIN_SLACK = 0.95
 _STATE_BYTES = 512 << 20  # blind mode: decoder states kept between rounds (warm start)
 # blind mode, learned starting point: the first wave of frames starts at blind_start_efficiency;
-# once it is decided, every later frame starts _LEARN_BACK steps below the _LEARN_QUANTILE of the
-# public success levels of the frames decided so far (see BobReconciler._next_wave)
+# once it is decided, every later frame starts _LEARN_BACK steps below the
+# config.blind_start_quantile of the public success levels of the frames decided so far (see
+# BobReconciler._next_wave)
 _RESCUE_PATIENCE = 8  # blind: patience of the local step-by-step replay before a fallback
 _WAVE_FIRST = 0.125  # fraction of the frames in the first wave (at least _WAVE_MIN)
 _WAVE_MIN = 4
-_LEARN_QUANTILE = 0.25
 _LEARN_BACK = 1
 # later waves: each wave after the first starts max(_WAVE_MIN, ceil(_WAVE_GROWTH * frames started
 # so far)) frames (0: all remaining frames at once)
@@ -166,6 +166,14 @@ class ReconciliationConfig:
         are left, an attempt that stalls (no new minimum of unsatisfied checks for
         ``_BLIND_PATIENCE`` = 3 iterations) stops early, and the next attempt continues BP from
         its messages (warm start) instead of restarting from the priors.
+    blind_start_quantile
+        Blind mode, later frames: they start one blind step below this quantile of the success
+        levels of the frames decided so far (a first wave of max(4, F / 8) frames starts at
+        ``blind_start_efficiency``). It trades f for speed: a higher quantile starts nearer the
+        level at which most frames decode, so fewer attempts are made but frames that would
+        have decoded lower pay the higher start. The default 0.25 minimises f; 0.9 is the
+        throughput setting (100 frames of 90,000 bits, docs/reconciliation.md, "Blind mode:
+        the start quantile").
     on_failure
         ``"reveal"`` (reveal failed frames in the clear, counted) or ``"fail"`` (mark them).
     eps_cor
@@ -191,6 +199,7 @@ class ReconciliationConfig:
     modulation: float | str = 0.1
     blind_start_efficiency: float = 1.05
     blind_step: float = 0.01
+    blind_start_quantile: float = 0.25
     on_failure: str = "reveal"
     eps_cor: float = 1e-10
     code_seed: int = 0
@@ -229,6 +238,8 @@ class ReconciliationConfig:
             bad("blind_start_efficiency must be in [0.5, efficiency]")
         if not 0.0 < self.blind_step <= 1.0:
             bad("blind_step must be in (0, 1]")
+        if not 0.0 <= self.blind_start_quantile <= 1.0:
+            bad("blind_start_quantile must be in [0, 1]")
         if self.on_failure not in ON_FAILURE:
             bad(f"on_failure must be one of {ON_FAILURE}, not {self.on_failure!r}")
         if not 0.0 < self.eps_cor < 1.0:
@@ -1412,7 +1423,7 @@ class BobReconciler:
         successful attempt (announced skip + attempts - 1; frames revealed in full count as one
         step above their last attempt); a frame still climbing will end at or above its floor
         (skip + attempts). The next wave starts ``_LEARN_BACK`` steps below the
-        ``_LEARN_QUANTILE`` of the levels of all frames started so far, as soon as that order
+        ``blind_start_quantile`` of the levels of all frames started so far, as soon as that order
         statistic is determined (with ``_WAVE_EARLY``; else once every started frame is
         decided): it is then the value waiting would give. The wave has
         max(``_WAVE_MIN``, ceil(``_WAVE_GROWTH`` x frames started)) frames (all remaining ones
@@ -1437,7 +1448,8 @@ class BobReconciler:
             # order statistic among the decided frames is at most every climbing frame's floor
             # (then it equals the value that waiting for the whole wave would give)
             lv = np.sort(np.asarray(levels, dtype=np.int64))
-            k = int(math.floor(_LEARN_QUANTILE * (lv.shape[0] + len(floor) - 1)))
+            q = float(self.config.blind_start_quantile)
+            k = int(math.floor(q * (lv.shape[0] + len(floor) - 1)))
             if k >= lv.shape[0] or (floor and int(lv[k]) > min(floor)):
                 return [], 0
             skip = max(0, int(lv[k]) - _LEARN_BACK)
