@@ -118,6 +118,18 @@ def test_unknown_ec_key_is_refused_when_reconciliation_exists():
         Protocol.from_toml_string(MINIMAL + "\n[ec]\nno_such_setting = 1\n")
 
 
+def test_ec_table_sets_blind_start_quantile():
+    """The blind start quantile is a protocol setting like the other [ec] keys: passed on to the
+    reconciliation config, and an out-of-range value is refused with its name."""
+    pytest.importorskip("diqkd.reconciliation", reason="reconciliation not available")
+    p = Protocol.from_toml_string(MINIMAL + "\n[ec]\nblind_start_quantile = 0.9\n")
+    assert p.reconciliation_config().blind_start_quantile == 0.9
+    assert Protocol.from_toml_string(MINIMAL).reconciliation_config().blind_start_quantile == 0.25
+    with pytest.raises(ConfigError, match="blind_start_quantile must be in"):
+        Protocol.from_toml_string(MINIMAL + "\n[ec]\nblind_start_quantile = 1.5\n"
+                                  ).reconciliation_config()
+
+
 def test_missing_and_non_utf8_files(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         Protocol.from_toml(tmp_path / "nope.toml")
