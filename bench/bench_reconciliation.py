@@ -33,6 +33,7 @@ For every (QBER, frame length):
 Usage: python bench/bench_reconciliation.py [--quick] [--lengths 100000] [--qber 2 5]
        [--frames 100] [--grid 1.06 1.07 ...] [--threads 0] [--json out.json] [--no-ldpc]
        [--modulation auto] [--at 1.0975] [--repeats 3] [--blind] [--max-iterations 100]
+       [--start-quantile 0.25]
 """
 
 from __future__ import annotations
@@ -119,7 +120,9 @@ def blind_realised(n: int, q: float, frames: int, cfg_kw: dict, seed: int) -> di
     a, b, ep = _strings(k * frames, q, seed)
     cfg = ReconciliationConfig(frame_length=n, rate_adaptation="blind", on_failure="reveal",
                                threads=cfg_kw.get("threads", 0),
-                               blind_start_quantile=cfg_kw.get("blind_start_quantile", 0.25))
+                               blind_start_quantile=cfg_kw.get(
+                                   "blind_start_quantile",
+                                   ReconciliationConfig.blind_start_quantile))
     T = Transcript()
     c0, t0 = cpu(), time.perf_counter()
     res = reconcile(a, b, ep, cfg, seed=seed, transcript=T)
@@ -282,9 +285,11 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--blind", action="store_true",
                     help="realised f of default blind-mode runs instead of the fixed-rate grid")
     ap.add_argument("--f0", type=float, default=1.0, help="start of the blind sweep")
-    ap.add_argument("--start-quantile", type=float, default=0.25,
-                    help="--blind runs: blind_start_quantile (0.25, the default, minimises f; "
-                         "0.9 trades f for fewer attempts)")
+    ap.add_argument("--start-quantile", type=float,
+                    default=ReconciliationConfig.blind_start_quantile,
+                    help="--blind runs: blind_start_quantile (default: the library's, "
+                         f"{ReconciliationConfig.blind_start_quantile}, which minimises f; 0.9 "
+                         "trades f for fewer attempts)")
     ap.add_argument("--grid", type=float, nargs="*", help="target efficiencies to try")
     ap.add_argument("--cap", type=float, default=1.2,
                     help="highest efficiency of the blind sweep (also picks the mother code)")
