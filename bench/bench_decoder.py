@@ -2,7 +2,10 @@
 
 For every QBER: the library code and puncturing the adaptive protocol would use at a target
 efficiency f (default 1.15: syndrome net of the punctured pad bits = f k h(Q) for k = 0.9 n
-payload bits, mother code = the smallest m >= f k h(Q), shortened positions fill the rest),
+payload bits, mother code = the smallest m >= f k h(Q) among the library's codes of the newest
+construction version offered at that length (``codes.available_codes``: the DE-designed
+version-2 codes from 1e5 bits, the version-1 codes below; ``--version 1`` gives the version-1
+codes, rates 0.50-0.90, which the benchmark used up to 0.6.2), shortened positions fill the rest),
 ``--frames`` random frames (BSC(Q) on the payload, prior LLR 0 on punctured and +LLR_KNOWN on
 shortened positions, exactly as ``protocol.BobReconciler._llr`` builds them). Both kernels decode
 the same batch with 1 and 2 threads, alternately, ``--repeat`` times (the minimum time is kept:
@@ -17,7 +20,8 @@ the SIMD throughput with prefetching over that without, and the run fails unless
 same bits and iterations for every frame (prefetching is a hint; it changes no result).
 
 Usage: python bench/bench_decoder.py [--quick] [--qber 2 3.6 5] [--f 1.15] [--frames 24]
-       [--n 100000] [--threads 1 2] [--algorithm sum-product] [--repeat 2] [--json out.json]
+       [--n 100000] [--threads 1 2] [--algorithm sum-product] [--repeat 2] [--version V]
+       [--json out.json]
 Set NUMBA_NUM_THREADS >= the largest --threads value (default: all cores).
 """
 
@@ -39,14 +43,30 @@ from diqkd.reconciliation import decode, h2  # noqa: E402
 from diqkd.reconciliation.decoder import LLR_KNOWN, llr_from_error_prob  # noqa: E402
 from diqkd.reconciliation.protocol import _layout, _short_perm, punctured_order  # noqa: E402
 
-RATES = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
+
+def library_rates(n: int, version: int | None = None) -> list[float]:
+    """Rates of the library's codes at length n of one construction version (default: newest)."""
+    specs = code_lib.available_codes((n,))
+    by_version: dict[int, list[float]] = {}
+    for s in specs:
+        by_version.setdefault(code_lib.construction_version(s.family, s.rate), []).append(s.rate)
+    if not by_version:
+        raise SystemExit(f"no library code at n = {n}")
+    v = max(by_version) if version is None else version
+    if v not in by_version:
+        raise SystemExit(f"no library code of version {v} at n = {n} (have {sorted(by_version)})")
+    return sorted(by_version[v])
 
 
-def make_frames(n: int, q: float, f: float, frames: int, seed: int, modulation: float = 0.1):
+def make_frames(n: int, q: float, f: float, frames: int, seed: int, modulation: float = 0.1,
+                version: int | None = None):
     """Code, frames and priors as the adaptive protocol builds them at target efficiency f."""
     k = n - int(round(modulation * n))
     hk = f * k * h2(q)
-    rate = max(r for r in RATES if round(n * (1 - r)) >= hk)  # smallest m >= f k h(Q)
+    fits = [r for r in library_rates(n, version) if round(n * (1 - r)) >= hk]
+    if not fits:
+        raise SystemExit(f"no library code at n = {n} has m >= f k h(Q) = {hk:.0f}")
+    rate = max(fits)  # smallest m >= f k h(Q)
     code = code_lib.get_code(rate, n)
     pun = punctured_order(code, 0)
     short = _short_perm(code, pun, 0)
@@ -61,7 +81,7 @@ def make_frames(n: int, q: float, f: float, frames: int, seed: int, modulation: 
     llr[:, lay.shortened] = LLR_KNOWN
     syn = np.stack([code.syndrome(x) for x in X])
     f_real = (code.m - p) / (k * h2(q))
-    return code, X, syn, llr, {"rate": rate, "k": k, "punctured": p,
+    return code, X, syn, llr, {"rate": rate, "k": k, "punctured": p, "code": code.name,
                                "shortened": int(lay.shortened.size), "f": f_real}
 
 
@@ -121,6 +141,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--max-iterations", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--version", type=int,
+                    help="code construction version (default: the newest offered at n; "
+                         "1: the rates 0.50-0.90)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     n = args.n or (10_000 if args.quick else 100_000)
@@ -133,7 +156,8 @@ def main(argv: list[str]) -> int:
           f"{'ns/e-it':>7} {'iters':>6} {'FER':>6} | {'simd Mbit/s':>11} {'ns/e-it':>7} "
           f"{'iters':>6} {'FER':>6} | {'ratio':>5} | {'prefetch':>8} | bits identical")
     for qp in qbers:
-        code, X, syn, llr, info = make_frames(n, qp / 100, args.f, frames, args.seed)
+        code, X, syn, llr, info = make_frames(n, qp / 100, args.f, frames, args.seed,
+                                             version=args.version)
         for th in args.threads:
             r = run_point(code, X, syn, llr, info["k"], th, args.algorithm,
                           args.max_iterations, args.repeat)

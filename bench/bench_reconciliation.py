@@ -195,6 +195,7 @@ def throughput(n: int, q: float, f_op: float, code_rate: float, frames: int, cfg
             "code_m": int(res.plan["code"]["m"]),
             "code_name": res.plan["code"]["name"], "code": res.code_digests[0],
             "undetected_bit_errors": wrong, "hash_caught": len(res.hash_rejected),
+            "final_check": res.final_check,
             "iterations_mean": float(res.iterations.mean()),
             "payload": int(res.plan["payload"][0]), "punctured": int(res.plan["punctured"][0]),
             "modulation_mean": float(res.plan["modulation_mean"])}

@@ -38,7 +38,7 @@ class Message:
         ``"alice"`` or ``"bob"``.
     kind
         Message type, e.g. ``"test-rounds"``, ``"ec-syndrome"``, ``"ec-reveal"``, ``"ec-tag"``,
-        ``"ec-verdict"``, ``"pa-seed"``.
+        ``"ec-verdict"``, ``"ec-final-tag"``, ``"ec-final"``, ``"pa-seed"``.
     payload
         The exact bytes sent. Public by definition, so never key material.
     leak_bits

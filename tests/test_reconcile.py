@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -15,6 +17,7 @@ from diqkd.reconciliation import (
 )
 from diqkd.reconciliation import protocol as proto_mod
 from diqkd.reconciliation.decoder import DecodeResult
+from diqkd.reconciliation.verify import TagSpec
 from diqkd.transcript import Transcript
 
 N_CODE = 2000
@@ -51,9 +54,16 @@ def _check_invariants(res, a: np.ndarray, T: Transcript) -> None:
     assert leak.total == T.leak_bits()
     by = T.leak_by_kind()
     assert leak.syndrome_bits == by.get("ec-syndrome", 0)
-    assert leak.tag_bits == by.get("ec-tag", 0)
+    assert leak.tag_bits == by.get("ec-tag", 0) + by.get("ec-final-tag", 0)
     assert leak.revealed_bits == by.get("ec-reveal", 0)
-    assert leak.feedback_bits == by.get("ec-verdict", 0)
+    assert leak.feedback_bits == by.get("ec-verdict", 0) + by.get("ec-final", 0)
+    # one final tag (and Bob's one-bit decision on it) exactly when some frame is released
+    finals = [m for m in T if m.kind == "ec-final-tag"]
+    assert len(finals) == (1 if res.verified.any() or res.final_check == "failed" else 0)
+    assert res.final_check == ("none" if not finals else res.final_check)
+    if finals:
+        assert finals[0].leak_bits == res.plan["final_tag"]["bits"]
+        assert [m.kind for m in T][-2:] == ["ec-final-tag", "ec-final"]
     assert leak.total == (leak.syndrome_bits + leak.revealed_bits + leak.tag_bits
                           + leak.feedback_bits)
     assert sum(m.leak_bits for m in T) == leak.total
@@ -151,6 +161,92 @@ def test_wrong_codeword_is_caught_by_hash(codes, monkeypatch) -> None:
             assert res.all_verified and res.revealed_frames
 
 
+def test_final_tag_catches_what_a_locator_missed(codes, monkeypatch) -> None:
+    """Wrong codewords that pass their (here 1-bit) locator tags are caught by the final tag:
+    every frame fails, Alice agrees, nothing of Bob's decoder output is released; the leakage
+    still equals the bits sent."""
+    real = proto_mod.decode
+
+    def bad_decode(code, syn, llr, **kw):
+        res = real(code, syn, llr, **kw)
+        bits = res.bits.copy()
+        bits[res.converged] ^= _codeword(code.to_dense())
+        return DecodeResult(bits, res.converged, res.iterations)
+
+    def one_bit(frame_bits: int, margin_bits: int = 16) -> TagSpec:
+        L = -(-int(frame_bits) // 64)
+        return TagSpec(words=1, last_bits=1, bits=1, blocks=L, eps_per_frame=1.0)
+
+    monkeypatch.setattr(proto_mod, "decode", bad_decode)
+    monkeypatch.setattr(proto_mod, "locator_spec", one_bit)
+    a, b, ep = _data(12000, 0.02, 0.02, 0.0, seed=6)
+    cfg = ReconciliationConfig(on_failure="fail", efficiency=1.4)
+    T = Transcript()
+    alice = AliceReconciler(a, cfg, seed=3, codes=codes)
+    bob = BobReconciler(b, ep, cfg, seed=4, codes=codes)
+    inbox = bob.start()
+    while inbox:
+        msg = inbox.pop(0)
+        T.send(msg)
+        inbox += (alice if msg.sender == "bob" else bob).receive(msg)
+    res = bob.result()
+    assert res.frames > len(res.hash_rejected) > 0  # some wrong frames passed their locator
+    assert res.final_check == "failed"
+    assert not res.verified.any() and not res.bob_corrected.any()
+    assert alice.done and not alice.verified.any()
+    _check_invariants(res, a, T)
+
+
+def test_final_tag_bounds_eps_cor_with_one_tag() -> None:
+    """The plan's tags: locators of ceil(log2 L) + 16 bits per frame, and one final tag whose
+    bound L_total / 2^t is within eps_cor (verify.py, "Two levels")."""
+    from diqkd.reconciliation.verify import locator_spec, tag_spec
+
+    assert locator_spec(90_000).bits == 27 and locator_spec(9_900).bits == 24
+    for bits in (64, 90_000, 10**6):
+        loc = locator_spec(bits)
+        assert loc.eps_per_frame <= 2.0**-16 and loc.words == 1
+    for total, eps in ((9_000_000, 1e-10), (10**9, 1e-12), (64, 1e-3)):
+        fin = tag_spec(total, 1, eps)
+        assert fin.eps_per_frame <= eps
+        L = -(-total // 64)
+        assert fin.words == 1 and fin.bits == math.ceil(math.log2(1 / eps) + math.log2(L))
+
+
+@pytest.mark.parametrize(("field", "value", "match"), [
+    ("final_tag", "short", "final_tag differs"),
+    ("tag", "short", "tag differs"),
+    ("punctured", "huge", "punctured counts"),
+    ("payload", "huge", "payload sizes"),
+])
+def test_alice_refuses_a_plan_she_cannot_build_or_with_shorter_tags(codes, field, value,
+                                                                    match) -> None:
+    """Alice recomputes both tag specifications from her own eps_cor and checks every count of
+    the layout (compiled code uses them without bounds checks) before she sends anything."""
+    import json as _json
+
+    from diqkd.transcript import Message
+
+    a, b, ep = _data(6000, 0.02, 0.02, 0.0, seed=6)
+    cfg = ReconciliationConfig(rate_adaptation="adaptive", efficiency=1.3)
+    bob = BobReconciler(b, ep, cfg, seed=4, codes=codes)
+    plan_msg = bob.start()[0]
+    plan = _json.loads(plan_msg.payload.decode())
+    if field in ("tag", "final_tag"):
+        plan[field] = dict(plan[field], last_bits=plan[field]["last_bits"] - 8,
+                           bits=plan[field]["bits"] - 8)
+    elif field == "punctured":
+        plan["punctured"][0] = 10**6
+    else:
+        plan["payload"][0] += 10**6
+    forged = Message("bob", "ec-plan", _json.dumps(plan).encode(), 0, dict(plan_msg.meta))
+    alice = AliceReconciler(a, cfg, seed=3, codes=codes)
+    with pytest.raises(ValueError, match=match):
+        alice.receive(forged)
+    # the honest plan is accepted
+    assert AliceReconciler(a, cfg, seed=3, codes=codes).receive(plan_msg)
+
+
 def _codeword(H: np.ndarray) -> np.ndarray:
     """A non-zero vector of the null space of H over GF(2) (dense elimination, small H)."""
     A = H.copy() % 2
@@ -191,8 +287,10 @@ def test_roles_with_explicit_message_loop(codes) -> None:
         kinds.append((msg.sender, msg.kind))
         inbox += (alice if msg.sender == "bob" else bob).receive(msg)
     assert kinds[0] == ("bob", "ec-plan") and kinds[1] == ("alice", "ec-hash-key")
-    assert kinds[-1] == ("bob", "ec-verdict")
+    # the closing verdict, Alice's final tag over the released frames, Bob's decision on it
+    assert kinds[-3:] == [("bob", "ec-verdict"), ("alice", "ec-final-tag"), ("bob", "ec-final")]
     res = bob.result()
+    assert res.final_check == "passed" and res.all_verified
     assert alice.done and np.array_equal(alice.verified, res.verified)
     assert np.array_equal(res.bob_corrected[res.verified_mask()], a[res.verified_mask()])
 
@@ -350,7 +448,8 @@ def test_blind_waves_learn_start_from_public_verdicts(codes, monkeypatch) -> Non
     pre = [m for m in T if m.kind == "ec-reveal" and m.meta.get("start")]
     assert {m.meta["frame"] for m in pre} == set(verdicts[i]["start"])
     # feedback: one bit per frame attempted in a round, nothing for the announcement itself
-    assert res.leakage.feedback_bits == sum(len(v["decided"]) for v in verdicts)
+    # one bit per decided frame per verdict, plus Bob's decision on the final tag
+    assert res.leakage.feedback_bits == sum(len(v["decided"]) for v in verdicts) + 1
     T2 = Transcript()
     res2 = reconcile(a, b, ep, cfg, seed=8, transcript=T2, codes=codes)
     assert T2.digest == T.digest and np.array_equal(res2.iterations, res.iterations)
@@ -409,7 +508,7 @@ def test_blind_ceiling_rescue_replays_step_path(codes, monkeypatch) -> None:
     _check_invariants(res, a, T)
     assert seen
     assert res.leakage.feedback_bits == sum(
-        m.meta["frames"] for m in T if m.kind == "ec-verdict")
+        m.meta["frames"] for m in T if m.kind == "ec-verdict") + 1  # + the final decision
 
 
 def _decided_order(verdicts: list[dict]) -> list[int]:
@@ -466,7 +565,8 @@ def test_blind_growing_waves_learn_from_public_verdicts(codes, monkeypatch) -> N
     assert any(verdicts[i]["more"] for i in starts)
     pre = [m for m in T if m.kind == "ec-reveal" and m.meta.get("start")]
     assert all(m.leak_bits == m.meta["bits"] > 0 for m in pre)
-    assert res.leakage.feedback_bits == sum(len(v["decided"]) for v in verdicts)
+    # one bit per decided frame per verdict, plus Bob's decision on the final tag
+    assert res.leakage.feedback_bits == sum(len(v["decided"]) for v in verdicts) + 1
     T2 = Transcript()
     reconcile(a, b, ep, cfg, seed=8, transcript=T2, codes=codes)
     assert T2.digest == T.digest

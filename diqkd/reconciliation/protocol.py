@@ -51,7 +51,7 @@ from .code import LdpcCode
 from .decoder import ALGORITHMS, LLR_KNOWN, DecoderState, _clip_llr, decode
 from .leakage import Leakage, _distinct_bits, h2
 from .peg import splitmix64
-from .verify import TagSpec, poly_hash, tag_spec
+from .verify import TagSpec, locator_spec, poly_hash, tag_spec
 
 __all__ = [
     "AliceReconciler",
@@ -64,7 +64,8 @@ __all__ = [
 
 MODES = ("fixed", "adaptive", "blind")
 ON_FAILURE = ("reveal", "fail")
-PROTOCOL_VERSION = "diqkd-ec-v2"  # v2: blind waves (verdict `start`/`skip`)
+PROTOCOL_VERSION = "diqkd-ec-v3"  # v2: blind waves (verdict `start`/`skip`); v3: locator tags
+# per frame and one final tag over the released frames (verify.py, "Two levels")
 _BATCH = 64  # frames per decoder call (at most; see _batch_size)
 # decoder message memory per call (E + 3n floats per frame). It must hold W x threads frames
 # (8 SIMD lanes per thread): at 1e6 bits a frame takes ~37 MB, and a 192 MB budget gave 5-frame
@@ -800,7 +801,9 @@ def _make_plan(
         else:
             want = 0
         ps.append(int(min(cap, max(0, math.floor(want)))))
-    spec = tag_spec(int(ks.max()), len(ks), config.eps_cor)
+    # per-frame locator tags; eps_cor is carried by the final tag over all released bits
+    spec = locator_spec(int(ks.max()))
+    final_spec = tag_spec(int(total), 1, config.eps_cor)
     plan = {
         "version": PROTOCOL_VERSION,
         "mode": config.rate_adaptation,
@@ -815,6 +818,7 @@ def _make_plan(
         "modulation_rule": "auto" if auto else "fixed-fraction",
         "entropy": [float(x) for x in H],
         "tag": asdict(spec),
+        "final_tag": asdict(final_spec),
         "blind_step": config.blind_step,
         "on_failure": config.on_failure,
     }
@@ -868,6 +872,9 @@ class ReconciliationResult:
     entropy_bits: float
     plan: dict[str, Any] = field(repr=False)
     seconds: float = 0.0
+    #: the final tag over the released frames: "passed", "failed" (every frame then fails) or
+    #: "none" (no frame released)
+    final_check: str = "none"
 
     @property
     def all_verified(self) -> bool:
@@ -896,6 +903,7 @@ class ReconciliationResult:
             "all_verified": self.all_verified,
             "revealed_frames": list(self.revealed_frames),
             "hash_rejected_frames": list(self.hash_rejected),
+            "final_check": self.final_check,
             "leakage": self.leakage.to_dict(),
             "entropy_bits": self.entropy_bits,
             "efficiency": self.efficiency(),
@@ -942,6 +950,7 @@ class AliceReconciler:
         self._codes_source = codes
         self.plan: dict[str, Any] | None = None
         self.verified: np.ndarray | None = None
+        self._released: list[int] | None = None  # frames under the final tag
         self.done = False
 
     def receive(self, msg: Message) -> list[Message]:
@@ -951,6 +960,8 @@ class AliceReconciler:
             return self._on_plan(msg)
         if msg.kind == "ec-verdict":
             return self._on_verdict(msg)
+        if msg.kind == "ec-final":
+            return self._on_final(msg)
         raise ValueError(f"unexpected message kind {msg.kind!r}")
 
     def _on_plan(self, msg: Message) -> list[Message]:
@@ -967,9 +978,11 @@ class AliceReconciler:
         self._pun = punctured_order(code, seed)
         self._short = _short_perm(code, self._pun, seed)
         ks = np.asarray(plan["payload"], dtype=np.int64)
+        self._check_plan(plan, code, ks, self._pun.shape[0])
         self._bounds = np.concatenate(([0], np.cumsum(ks)))
         self._perm = perm
         self.spec = TagSpec(**plan["tag"])
+        self._final_spec = TagSpec(**plan["final_tag"])
         self._keys = self._rng.integers(0, 2**64, size=self.spec.words, dtype=np.uint64,
                                         endpoint=False)
         self._p_now = list(plan["punctured"])
@@ -999,6 +1012,32 @@ class AliceReconciler:
             out.append(Message("alice", "ec-tag", _tag_bytes(tags, self.spec),
                                leak_bits=self.spec.bits, meta={"frame": f}))
         return out
+
+    def _check_plan(self, plan: dict[str, Any], code: LdpcCode, ks: np.ndarray,
+                    untainted: int) -> None:
+        """Refuse a plan whose frame layout Alice cannot build or whose tags she did not choose.
+
+        The layout is used by compiled code without bounds checks, so every count is checked
+        here; the tag lengths are recomputed from Alice's own eps_cor (a plan cannot shorten the
+        tag that carries the correctness guarantee).
+        """
+        F = ks.shape[0]
+        pun = plan["punctured"]
+        if (ks.ndim != 1 or F == 0 or int(ks.sum()) != self.bits.shape[0]
+                or np.any(ks < 1) or np.any(ks > code.n)):
+            raise ValueError("plan payload sizes do not fit the string and the code")
+        if (not isinstance(pun, list) or len(pun) != F or len(plan["entropy"]) != F
+                or any(not isinstance(p, int) or p < 0 or p > untainted for p in pun)
+                or any(int(k) + p > code.n for k, p in zip(ks, pun, strict=True))):
+            raise ValueError("plan punctured counts do not fit the code")
+        step = plan["blind_step"]
+        if not isinstance(step, (int, float)) or not 0.0 < step <= 1.0:
+            raise ValueError("plan blind step out of range")
+        want = {"tag": asdict(locator_spec(int(ks.max()))),
+                "final_tag": asdict(tag_spec(self.bits.shape[0], 1, self.config.eps_cor))}
+        for key, spec in want.items():
+            if plan[key] != spec:
+                raise ValueError(f"plan {key} differs from Alice's ({spec['bits']} bits)")
 
     def _on_verdict(self, msg: Message) -> list[Message]:
         assert self.plan is not None
@@ -1035,10 +1074,35 @@ class AliceReconciler:
                                      "bits": int(self._payloads[f].shape[0]),
                                      "round": verdict["round"]}))
         if verdict.get("final"):
-            self.verified = np.zeros(len(self.plan["payload"]), dtype=bool)
-            self.verified[verdict["verified"]] = True
-            self.done = True
+            released = [int(f) for f in verdict["verified"]]
+            if not released:
+                self.verified = np.zeros(len(self.plan["payload"]), dtype=bool)
+                self.done = True
+                return out
+            # the final tag: a key drawn now, after every frame is decided (independent of all
+            # Bob holds), over the released frames in frame order (verify.py, "Two levels")
+            self._released = released
+            spec = self._final_spec
+            keys = self._rng.integers(0, 2**64, size=spec.words, dtype=np.uint64,
+                                      endpoint=False)
+            tags = poly_hash(np.concatenate([self._payloads[f] for f in released]), keys)
+            payload = b"".join(int(k).to_bytes(8, "big") for k in keys) + _tag_bytes(tags, spec)
+            out.append(Message("alice", "ec-final-tag", payload, leak_bits=spec.bits,
+                               meta={"frames": len(released), "words": spec.words}))
         return out
+
+    def _on_final(self, msg: Message) -> list[Message]:
+        assert self.plan is not None
+        if self._released is None:
+            raise ValueError("a final decision before the final tag")
+        accepted = json.loads(msg.payload.decode())["accepted"]
+        if not isinstance(accepted, bool):
+            raise ValueError("malformed final decision")
+        self.verified = np.zeros(len(self.plan["payload"]), dtype=bool)
+        if accepted:
+            self.verified[self._released] = True
+        self.done = True
+        return []
 
 
 class BobReconciler:
@@ -1140,6 +1204,9 @@ class BobReconciler:
         self._ks = ks
         self._bounds = np.concatenate(([0], np.cumsum(ks)))
         self.spec = TagSpec(**plan["tag"])
+        self._final_spec = TagSpec(**plan["final_tag"])
+        #: "passed" / "failed": the final tag over the released frames; "none": nothing released
+        self.final_check = "none"
         self._p_now = list(plan["punctured"])
         self._revealed: list[list[np.ndarray]] = [[] for _ in range(F)]  # pad values, in order
         self._syn: list[np.ndarray | None] = [None] * F
@@ -1172,6 +1239,8 @@ class BobReconciler:
     def receive(self, msg: Message) -> list[Message]:
         if msg.sender != "alice":
             raise ValueError("Bob only receives Alice's messages")
+        if msg.kind == "ec-final-tag":
+            return self._on_final_tag(msg)
         f = int(msg.meta.get("frame", -1))
         if msg.kind == "ec-hash-key":
             self._keys = np.array([int.from_bytes(msg.payload[i:i + 8], "big")
@@ -1338,7 +1407,7 @@ class BobReconciler:
                              "more": len(more), "reveal": len(reveal), "final": final,
                              "start": len(start), "skip": skip})]
         if final:
-            self._finish()
+            self._await_final()
         elif not self._awaiting:
             # nothing to wait for (a new wave starting at its planned point): decode it now
             out.extend(self._decode_round())
@@ -1481,9 +1550,48 @@ class BobReconciler:
         self._round += 1
         verdict = {"round": self._round, "decided": [], "more": [], "reveal": [],
                    "final": True, "verified": [int(f) for f in np.flatnonzero(self._status == 1)]}
-        self._finish()
+        self._await_final()
         return [Message("bob", "ec-verdict", json.dumps(verdict, sort_keys=True).encode(),
                         leak_bits=0, meta={"round": self._round, "frames": 0, "final": True})]
+
+    def _await_final(self) -> None:
+        """After the closing verdict: wait for Alice's final tag if any frame is released."""
+        if np.any(self._status == 1):
+            self._awaiting = {("final-tag", -1)}
+            # the decoder's buffers are not needed any more
+            self._llr_buf = None
+            self._yc = None
+            self._states.clear()
+        else:
+            self._finish()
+
+    def _on_final_tag(self, msg: Message) -> list[Message]:
+        """Compare the final tag over the released frames; a mismatch fails every frame.
+
+        This comparison carries eps_cor (verify.py, "Two levels"): the key arrived after every
+        frame was decided, so Bob's concatenation does not depend on it. It is made once.
+        """
+        if self._awaiting != {("final-tag", -1)}:
+            raise ValueError("unexpected final tag")
+        spec = self._final_spec
+        nk = 8 * spec.words
+        if len(msg.payload) != nk + len(_tag_bytes(np.zeros(spec.words, np.uint64), spec)):
+            raise ValueError("malformed final tag")
+        keys = np.array([int.from_bytes(msg.payload[i:i + 8], "big") for i in range(0, nk, 8)],
+                        dtype=np.uint64)
+        released = np.flatnonzero(self._status == 1)
+        mine = np.concatenate([np.asarray(self._frame_out[int(f)]) for f in released])
+        ok = _tag_bytes(poly_hash(mine, keys), spec) == msg.payload[nk:]
+        self.leak["tag"] += msg.leak_bits
+        self.leak["feedback"] += 1
+        self.final_check = "passed" if ok else "failed"
+        if not ok:
+            self._status[released] = 2
+        self._awaiting = set()
+        self._finish()
+        return [Message("bob", "ec-final", json.dumps({"accepted": bool(ok)}).encode(),
+                        leak_bits=1, meta={"accepted": bool(ok),
+                                           "frames": int(released.shape[0])})]
 
     # -- result --------------------------------------------------------------------------------
     def result(self) -> ReconciliationResult:
@@ -1519,6 +1627,7 @@ class BobReconciler:
             entropy_bits=float(np.sum(self.plan["entropy"])),
             plan=self.plan,
             seconds=time.perf_counter() - self._t0,
+            final_check=self.final_check,
         )
 
 
