@@ -833,8 +833,19 @@ def _unpack(data: bytes, count: int) -> np.ndarray:
     return np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=count).astype(np.uint8)
 
 
+def _word_bytes(words: np.ndarray) -> bytes:
+    """64-bit words (hash keys, tags) as 8 big-endian bytes each."""
+    return b"".join(int(w).to_bytes(8, "big") for w in np.asarray(words).reshape(-1))
+
+
+def _bytes_words(data: bytes) -> np.ndarray:
+    """The inverse of :func:`_word_bytes`."""
+    return np.array([int.from_bytes(data[i:i + 8], "big") for i in range(0, len(data), 8)],
+                    dtype=np.uint64)
+
+
 def _tag_bytes(tags: np.ndarray, spec: TagSpec) -> bytes:
-    return b"".join(int(t).to_bytes(8, "big") for t in spec.truncate(tags))
+    return _word_bytes(spec.truncate(tags))
 
 
 def _seeds(seed: int | None) -> np.random.SeedSequence:
@@ -987,9 +998,8 @@ class AliceReconciler:
                                         endpoint=False)
         self._p_now = list(plan["punctured"])
         a_perm = self.bits[perm]
-        out = [Message("alice", "ec-hash-key", b"".join(int(k).to_bytes(8, "big")
-                                                        for k in self._keys),
-                       leak_bits=0, meta={"words": self.spec.words})]
+        out = [Message("alice", "ec-hash-key", _word_bytes(self._keys), leak_bits=0,
+                       meta={"words": self.spec.words})]
         self._pads: list[np.ndarray] = []
         self._payloads: list[np.ndarray] = []
         for f, k in enumerate(ks):
@@ -1076,8 +1086,7 @@ class AliceReconciler:
         if verdict.get("final"):
             released = [int(f) for f in verdict["verified"]]
             if not released:
-                self.verified = np.zeros(len(self.plan["payload"]), dtype=bool)
-                self.done = True
+                self._decide([])
                 return out
             # the final tag: a key drawn now, after every frame is decided (independent of all
             # Bob holds), over the released frames in frame order (verify.py, "Two levels")
@@ -1086,7 +1095,7 @@ class AliceReconciler:
             keys = self._rng.integers(0, 2**64, size=spec.words, dtype=np.uint64,
                                       endpoint=False)
             tags = poly_hash(np.concatenate([self._payloads[f] for f in released]), keys)
-            payload = b"".join(int(k).to_bytes(8, "big") for k in keys) + _tag_bytes(tags, spec)
+            payload = _word_bytes(keys) + _tag_bytes(tags, spec)
             out.append(Message("alice", "ec-final-tag", payload, leak_bits=spec.bits,
                                meta={"frames": len(released), "words": spec.words}))
         return out
@@ -1098,11 +1107,15 @@ class AliceReconciler:
         accepted = json.loads(msg.payload.decode())["accepted"]
         if not isinstance(accepted, bool):
             raise ValueError("malformed final decision")
-        self.verified = np.zeros(len(self.plan["payload"]), dtype=bool)
-        if accepted:
-            self.verified[self._released] = True
-        self.done = True
+        self._decide(self._released if accepted else [])
         return []
+
+    def _decide(self, verified: list[int]) -> None:
+        """Alice's final view: these frames are verified, the others are not."""
+        assert self.plan is not None
+        self.verified = np.zeros(len(self.plan["payload"]), dtype=bool)
+        self.verified[verified] = True
+        self.done = True
 
 
 class BobReconciler:
@@ -1243,8 +1256,7 @@ class BobReconciler:
             return self._on_final_tag(msg)
         f = int(msg.meta.get("frame", -1))
         if msg.kind == "ec-hash-key":
-            self._keys = np.array([int.from_bytes(msg.payload[i:i + 8], "big")
-                                   for i in range(0, len(msg.payload), 8)], dtype=np.uint64)
+            self._keys = _bytes_words(msg.payload)
             self._awaiting.discard(("key", -1))
         elif msg.kind == "ec-syndrome":
             self._syn[f] = _unpack(msg.payload, self.code.m)
@@ -1537,13 +1549,17 @@ class BobReconciler:
         per_frame = st.nbytes // max(1, st.L.shape[0])
         return (len(self._states) + 1) * per_frame <= _STATE_BYTES
 
-    def _finish(self) -> None:
-        """Mark the run decided and drop the decoding buffers (the decoder-input buffer is
+    def _drop_buffers(self) -> None:
+        """Drop the decoding buffers once every frame is decided (the decoder-input buffer is
         ~51 MB at 64 frames of 1e5 bits; the permuted prior classes are N bytes)."""
-        self.done = True
         self._llr_buf = None
         self._yc = None
         self._states.clear()
+
+    def _finish(self) -> None:
+        """Mark the run decided."""
+        self.done = True
+        self._drop_buffers()
 
     def _final(self) -> list[Message]:
         """All frames decided after fallback reveals: the closing verdict (no new decisions)."""
@@ -1558,10 +1574,7 @@ class BobReconciler:
         """After the closing verdict: wait for Alice's final tag if any frame is released."""
         if np.any(self._status == 1):
             self._awaiting = {("final-tag", -1)}
-            # the decoder's buffers are not needed any more
-            self._llr_buf = None
-            self._yc = None
-            self._states.clear()
+            self._drop_buffers()
         else:
             self._finish()
 
@@ -1574,11 +1587,10 @@ class BobReconciler:
         if self._awaiting != {("final-tag", -1)}:
             raise ValueError("unexpected final tag")
         spec = self._final_spec
-        nk = 8 * spec.words
-        if len(msg.payload) != nk + len(_tag_bytes(np.zeros(spec.words, np.uint64), spec)):
+        nk = 8 * spec.words  # the keys, then the tag words
+        if len(msg.payload) != 2 * nk:
             raise ValueError("malformed final tag")
-        keys = np.array([int.from_bytes(msg.payload[i:i + 8], "big") for i in range(0, nk, 8)],
-                        dtype=np.uint64)
+        keys = _bytes_words(msg.payload[:nk])
         released = np.flatnonzero(self._status == 1)
         mine = np.concatenate([np.asarray(self._frame_out[int(f)]) for f in released])
         ok = _tag_bytes(poly_hash(mine, keys), spec) == msg.payload[nk:]
